@@ -77,18 +77,21 @@ pub fn resolve_settings(own: &AccountSettings, partner: Option<&AccountSettings>
             status_mappings: StatusMappings::default(),
         };
     };
-    let pick = |own_res: &Option<_>, partner_res: &Option<_>| -> Option<(_, MappingSource)> {
-        match (integration.uniform_subtenant_mappings, own_res) {
-            (false, Some(m)) => Some((Clone::clone(m), MappingSource::Own)),
-            _ => partner_res.clone().map(|m| (m, MappingSource::Partner)),
-        }
-    };
+    let uniform = integration.uniform_subtenant_mappings;
     RoutingSettings {
         integration: Some((integration.clone(), MappingSource::Partner)),
-        board_mappings: pick(&own.board_mappings, &partner.board_mappings),
-        criticality_mappings: pick(&own.criticality_mappings, &partner.criticality_mappings),
+        board_mappings: pick(uniform, &own.board_mappings, &partner.board_mappings),
+        criticality_mappings: pick(uniform, &own.criticality_mappings, &partner.criticality_mappings),
         company_identifier: company_mapping_of(partner, &own.account_id),
         status_mappings: partner.status_mappings.clone(),
+    }
+}
+
+/// Picks one whole resource: the sub-tenant's own copy unless uniform mode forces the partner's.
+fn pick<T: Clone>(uniform: bool, own: &Option<T>, partner: &Option<T>) -> Option<(T, MappingSource)> {
+    match (uniform, own) {
+        (false, Some(m)) => Some((m.clone(), MappingSource::Own)),
+        _ => partner.clone().map(|m| (m, MappingSource::Partner)),
     }
 }
 
@@ -132,10 +135,10 @@ pub enum NotTicketed {
     IntegrationInactive,
     #[error("not ticketed: {account} has no board mappings ({source_hint})")]
     NoBoardMappings { account: String, source_hint: String },
-    #[error("not ticketed: rule {rule_id} has no rule type on this account ({source})")]
-    RuleUnassigned { rule_id: String, source: &'static str },
-    #[error("not ticketed: rule type {rule_type} has no board ({source})")]
-    RuleTypeWithoutBoard { rule_type: String, source: &'static str },
+    #[error("not ticketed: rule {rule_id} has no rule type on this account ({mapping})")]
+    RuleUnassigned { rule_id: String, mapping: &'static str },
+    #[error("not ticketed: rule type {rule_type} has no board ({mapping})")]
+    RuleTypeWithoutBoard { rule_type: String, mapping: &'static str },
     #[error("not ticketed: no company mapping for {account} and the integration has no parent company identifier")]
     NoCompany { account: String },
 }
@@ -173,13 +176,13 @@ pub fn resolve_ticket_plan(case: &RoutingCase<'_>, settings: &RoutingSettings) -
     let Some(rule_type) = boards.rule_type_of(case.rule_id) else {
         return Err(NotTicketed::RuleUnassigned {
             rule_id: case.rule_id.to_string(),
-            source: board_source.describe(),
+            mapping: board_source.describe(),
         });
     };
     let Some(board) = boards.board_of(rule_type).filter(|b| b.board_id.is_some()) else {
         return Err(NotTicketed::RuleTypeWithoutBoard {
             rule_type: rule_type.to_string(),
-            source: board_source.describe(),
+            mapping: board_source.describe(),
         });
     };
     let board_id = board.board_id.expect("filtered above");
