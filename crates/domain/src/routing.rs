@@ -9,7 +9,7 @@
 //! 2. [`resolve_ticket_plan`] turns a case plus those settings into a [`TicketPlan`] (board,
 //!    type, status, priority, company, and the reasons for each) or a [`NotTicketed`] reason.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::mapping::{BoardMappings, CriticalityMappings, MappingSource, StatusMappings};
 use crate::{CaseStatus, Criticality};
@@ -112,7 +112,7 @@ pub struct RoutingCase<'a> {
 }
 
 /// Where a case's ticket goes, and why.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TicketPlan {
     pub integration_id: String,
     pub board_id: i64,

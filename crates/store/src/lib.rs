@@ -89,7 +89,9 @@ pub trait Store: Send + Sync + 'static {
 
     // outbox
     /// Claims up to `limit` due jobs, at most one per case and only a case's oldest unfinished
-    /// job, leasing them to `owner` until `lease_until`.
+    /// job, leasing them to `owner` until `lease_until`. Each claim counts as an attempt
+    /// (`attempts` is raised here), so a worker that sees `attempts > 1` knows an earlier try may
+    /// have reached ConnectWise — even one whose process died before recording anything.
     async fn claim_jobs(&self, owner: &str, now: Millis, lease_until: Millis, limit: i64) -> Result<Vec<Job>>;
     async fn heartbeat_jobs(&self, owner: &str, job_ids: &[String], lease_until: Millis) -> Result<()>;
     /// Records an attempt and ends or reschedules the job; applies `effects` to its case in the

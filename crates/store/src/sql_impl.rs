@@ -707,7 +707,9 @@ impl Store for ThisStore {
         let mut jobs = Vec::with_capacity(rows.len());
         for r in &rows {
             let mut j = job_from(r)?;
-            sqlx::query("UPDATE outbox SET state = 'running', lease_owner = $1, lease_until = $2, updated_at = $3 WHERE id = $4")
+            sqlx::query(
+                "UPDATE outbox SET state = 'running', attempts = attempts + 1, lease_owner = $1, lease_until = $2, updated_at = $3 WHERE id = $4",
+            )
                 .bind(owner)
                 .bind(lease_until)
                 .bind(now)
@@ -715,6 +717,7 @@ impl Store for ThisStore {
                 .execute(&mut *tx)
                 .await?;
             j.state = JobState::Running;
+            j.attempts += 1;
             jobs.push(j);
         }
         tx.commit().await?;
@@ -743,7 +746,7 @@ impl Store for ThisStore {
             JobOutcome::Dead { error } => ("dead", None, Some(error.clone())),
         };
         let updated = sqlx::query(
-            "UPDATE outbox SET state = $1, attempts = attempts + 1, due_at = COALESCE($2, due_at), last_error = COALESCE($3, last_error), \
+            "UPDATE outbox SET state = $1, due_at = COALESCE($2, due_at), last_error = COALESCE($3, last_error), \
              lease_owner = NULL, lease_until = NULL, updated_at = $4 WHERE id = $5 AND lease_owner = $6 AND state = 'running'",
         )
         .bind(state)

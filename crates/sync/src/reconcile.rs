@@ -1,0 +1,1 @@
+//! Reconciliation: polling linked tickets. (Filled in by the two-way sync work.)
