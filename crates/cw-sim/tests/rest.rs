@@ -435,9 +435,9 @@ async fn admin_members_reset_and_ui() {
     assert!(html.text.contains("by bob"));
     let page = raw(&c, Method::GET, &format!("{}/ui/tickets/{id}", h.url()), &[], None).await;
     assert!(page.text.contains("Add note"));
-    let r = c.post(format!("{}/ui/tickets/{id}/notes", h.url())).form(&[("text", "from the ui <b>"), ("section", "internal")]).send().await.unwrap();
+    let r = c.post(format!("{}/ui/tickets/{id}/notes", h.url())).header("content-type", "application/x-www-form-urlencoded").body(format!("text={}&section=internal", q("from the ui <b>"))).send().await.unwrap();
     assert!(r.status().is_success() || r.status().is_redirection());
-    let r = c.post(format!("{}/ui/tickets/{id}/status", h.url())).form(&[("status_id", "105")]).send().await.unwrap();
+    let r = c.post(format!("{}/ui/tickets/{id}/status", h.url())).header("content-type", "application/x-www-form-urlencoded").body("status_id=105").send().await.unwrap();
     assert!(r.status().is_success() || r.status().is_redirection());
     let t = cw.get(&format!("/service/tickets/{id}")).await.json;
     assert_eq!(t["closedFlag"], true);
