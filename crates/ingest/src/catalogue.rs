@@ -9,7 +9,8 @@ use casebridge_domain::Criticality;
 use serde::{Deserialize, Serialize};
 
 /// The rule types an account starts with (editable per account). `Other` is the catch-all.
-pub const DEFAULT_RULE_TYPES: [&str; 6] = ["Endpoint", "Network", "Cloud", "Identity", "Email", "Other"];
+pub const DEFAULT_RULE_TYPES: [&str; 6] =
+    ["Endpoint", "Network", "Cloud", "Identity", "Email", "Other"];
 
 /// Where a rule's events come from (Sigma's `logsource`, without `definition`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -47,7 +48,11 @@ pub enum CatalogueError {
     #[error("catalogue line {line}: {message}")]
     Line { line: usize, message: String },
     #[error("catalogue line {line}: rule id {id} already appears on line {first_line}")]
-    DuplicateId { line: usize, id: String, first_line: usize },
+    DuplicateId {
+        line: usize,
+        id: String,
+        first_line: usize,
+    },
     #[error("the catalogue is empty (no rule lines)")]
     Empty,
 }
@@ -89,12 +94,19 @@ pub fn parse_catalogue(jsonl: &str) -> Result<Vec<CatalogueRule>, CatalogueError
             continue;
         }
         let err = |message: String| CatalogueError::Line { line, message };
-        let raw: RawRule = serde_json::from_str(trimmed).map_err(|e| err(format!("not a rule object: {e}")))?;
-        let id = raw.id.map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
+        let raw: RawRule =
+            serde_json::from_str(trimmed).map_err(|e| err(format!("not a rule object: {e}")))?;
+        let id = raw
+            .id
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty());
         let Some(id) = id else {
             return Err(err("`id` is missing or empty".into()));
         };
-        let title = raw.title.map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
+        let title = raw
+            .title
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty());
         let Some(title) = title else {
             return Err(err(format!("rule {id}: `title` is missing or empty")));
         };
@@ -107,7 +119,11 @@ pub fn parse_catalogue(jsonl: &str) -> Result<Vec<CatalogueRule>, CatalogueError
             })?),
         };
         if let Some(&first_line) = seen.get(&id) {
-            return Err(CatalogueError::DuplicateId { line, id, first_line });
+            return Err(CatalogueError::DuplicateId {
+                line,
+                id,
+                first_line,
+            });
         }
         seen.insert(id.clone(), line);
         rules.push(CatalogueRule {
@@ -188,7 +204,11 @@ pub fn suggest_rule_type(ls: &Logsource, tags: &[String]) -> &'static str {
     let service = lower(&ls.service);
 
     // 1. Email.
-    if service.contains("exchange") || service.contains("mail") || category == "email" || category == "mail" {
+    if service.contains("exchange")
+        || service.contains("mail")
+        || category == "email"
+        || category == "mail"
+    {
         return EMAIL;
     }
     if product == "m365" && has_email_tag(tags) {
@@ -207,7 +227,12 @@ pub fn suggest_rule_type(ls: &Logsource, tags: &[String]) -> &'static str {
     match product.as_str() {
         "okta" | "onelogin" => return IDENTITY,
         "cisco" if service == "duo" => return IDENTITY,
-        "azure" if matches!(service.as_str(), "signinlogs" | "auditlogs" | "riskdetection" | "pim") => {
+        "azure"
+            if matches!(
+                service.as_str(),
+                "signinlogs" | "auditlogs" | "riskdetection" | "pim"
+            ) =>
+        {
             return IDENTITY;
         }
         "gcp" if service.starts_with("google_workspace") => return IDENTITY,
@@ -217,7 +242,15 @@ pub fn suggest_rule_type(ls: &Logsource, tags: &[String]) -> &'static str {
     // 4. Cloud and SaaS platforms.
     if matches!(
         product.as_str(),
-        "aws" | "azure" | "gcp" | "m365" | "github" | "gitlab" | "bitbucket" | "kubernetes" | "google_workspace"
+        "aws"
+            | "azure"
+            | "gcp"
+            | "m365"
+            | "github"
+            | "gitlab"
+            | "bitbucket"
+            | "kubernetes"
+            | "google_workspace"
     ) {
         return CLOUD;
     }
@@ -225,9 +258,19 @@ pub fn suggest_rule_type(ls: &Logsource, tags: &[String]) -> &'static str {
     // 5. Network devices, sensors and network-visible traffic.
     if matches!(
         product.as_str(),
-        "zeek" | "cisco" | "fortigate" | "fortios" | "paloalto" | "juniper" | "huawei" | "checkpoint" | "opencanary"
-    ) || matches!(category.as_str(), "firewall" | "dns" | "proxy" | "webserver" | "network_connection")
-        || matches!(service.as_str(), "netflow" | "apache" | "nginx")
+        "zeek"
+            | "cisco"
+            | "fortigate"
+            | "fortios"
+            | "paloalto"
+            | "juniper"
+            | "huawei"
+            | "checkpoint"
+            | "opencanary"
+    ) || matches!(
+        category.as_str(),
+        "firewall" | "dns" | "proxy" | "webserver" | "network_connection"
+    ) || matches!(service.as_str(), "netflow" | "apache" | "nginx")
     {
         return NETWORK;
     }
@@ -255,10 +298,19 @@ mod tests {
     #[test]
     fn table_spot_checks() {
         let cases = [
-            (ls(Some("windows"), Some("process_creation"), None), "Endpoint"),
-            (ls(Some("windows"), Some("network_connection"), None), "Endpoint"),
+            (
+                ls(Some("windows"), Some("process_creation"), None),
+                "Endpoint",
+            ),
+            (
+                ls(Some("windows"), Some("network_connection"), None),
+                "Endpoint",
+            ),
             (ls(Some("windows"), None, Some("dns-server")), "Network"),
-            (ls(Some("windows"), None, Some("msexchange-management")), "Email"),
+            (
+                ls(Some("windows"), None, Some("msexchange-management")),
+                "Email",
+            ),
             (ls(Some("linux"), None, Some("auditd")), "Endpoint"),
             (ls(Some("macos"), Some("file_event"), None), "Endpoint"),
             (ls(None, Some("proxy"), None), "Network"),
@@ -274,25 +326,44 @@ mod tests {
             (ls(Some("m365"), None, Some("exchange")), "Email"),
             (ls(Some("m365"), None, Some("threat_management")), "Cloud"),
             (ls(None, Some("antivirus"), None), "Endpoint"),
-            (ls(Some("rpc_firewall"), Some("application"), None), "Endpoint"),
+            (
+                ls(Some("rpc_firewall"), Some("application"), None),
+                "Endpoint",
+            ),
             (ls(Some("jvm"), Some("application"), None), "Other"),
             (ls(Some("qualys"), None, None), "Other"),
             (Logsource::default(), "Other"),
-            (ls(Some("WINDOWS"), Some("Process_Creation"), None), "Endpoint"),
+            (
+                ls(Some("WINDOWS"), Some("Process_Creation"), None),
+                "Endpoint",
+            ),
         ];
         for (l, want) in cases {
             assert_eq!(suggest_rule_type(&l, &[]), want, "{l:?}");
             assert!(DEFAULT_RULE_TYPES.contains(&want));
         }
-        let phishing = vec!["attack.initial-access".to_string(), "attack.t1566.001".to_string()];
-        assert_eq!(suggest_rule_type(&ls(Some("m365"), None, Some("audit")), &phishing), "Email");
+        let phishing = vec![
+            "attack.initial-access".to_string(),
+            "attack.t1566.001".to_string(),
+        ];
+        assert_eq!(
+            suggest_rule_type(&ls(Some("m365"), None, Some("audit")), &phishing),
+            "Email"
+        );
         // Tags do not move host telemetry: a phishing-tagged process rule stays on the endpoint.
-        assert_eq!(suggest_rule_type(&ls(Some("windows"), Some("process_creation"), None), &phishing), "Endpoint");
+        assert_eq!(
+            suggest_rule_type(
+                &ls(Some("windows"), Some("process_creation"), None),
+                &phishing
+            ),
+            "Endpoint"
+        );
     }
 
     #[test]
     fn catalogue_errors_name_the_line() {
-        let good = r#"{"id":"a","title":"A","level":"high","logsource":{"product":"windows"},"tags":[]}"#;
+        let good =
+            r#"{"id":"a","title":"A","level":"high","logsource":{"product":"windows"},"tags":[]}"#;
         assert_eq!(parse_catalogue(good).unwrap().len(), 1);
 
         let text = format!("{good}\n\n{{not json\n");
@@ -306,21 +377,43 @@ mod tests {
         assert!(e.to_string().contains("level"), "{e}");
 
         let text = format!("{good}\n{}", r#"{"title":"no id"}"#);
-        assert!(parse_catalogue(&text).unwrap_err().to_string().contains("`id`"));
+        assert!(
+            parse_catalogue(&text)
+                .unwrap_err()
+                .to_string()
+                .contains("`id`")
+        );
 
         let text = format!("{good}\n{}", r#"{"id":"c"}"#);
-        assert!(parse_catalogue(&text).unwrap_err().to_string().contains("`title`"));
+        assert!(
+            parse_catalogue(&text)
+                .unwrap_err()
+                .to_string()
+                .contains("`title`")
+        );
 
         let text = format!("{good}\n{good}");
         let e = parse_catalogue(&text).unwrap_err();
-        assert_eq!(e, CatalogueError::DuplicateId { line: 2, id: "a".into(), first_line: 1 });
+        assert_eq!(
+            e,
+            CatalogueError::DuplicateId {
+                line: 2,
+                id: "a".into(),
+                first_line: 1
+            }
+        );
 
-        assert_eq!(parse_catalogue("\n# only a comment\n").unwrap_err(), CatalogueError::Empty);
+        assert_eq!(
+            parse_catalogue("\n# only a comment\n").unwrap_err(),
+            CatalogueError::Empty
+        );
     }
 
     #[test]
     fn missing_optional_fields_default() {
-        let r = parse_catalogue(r#"{"id":"x","title":"X"}"#).unwrap().remove(0);
+        let r = parse_catalogue(r#"{"id":"x","title":"X"}"#)
+            .unwrap()
+            .remove(0);
         assert_eq!(r.level, None);
         assert_eq!(r.logsource, Logsource::default());
         assert!(r.tags.is_empty());

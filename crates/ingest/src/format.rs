@@ -56,12 +56,18 @@ impl AlertFormat {
         match self {
             Self::Ocsf => {
                 need(has(&["class_uid"]), "class_uid");
-                need(has(&["finding_info"]) || has(&["finding"]), "finding_info|finding");
+                need(
+                    has(&["finding_info"]) || has(&["finding"]),
+                    "finding_info|finding",
+                );
             }
             Self::Wazuh => {
                 need(has(&["rule", "id"]), "rule.id");
                 need(has(&["rule", "level"]), "rule.level");
-                need(has(&["agent"]) || has(&["manager"]) || has(&["decoder"]), "agent|manager|decoder");
+                need(
+                    has(&["agent"]) || has(&["manager"]) || has(&["decoder"]),
+                    "agent|manager|decoder",
+                );
             }
             Self::Sigma => {
                 need(has(&["rule", "id"]), "rule.id");
@@ -102,13 +108,16 @@ impl FromStr for AlertFormat {
         Self::ALL
             .into_iter()
             .find(|f| f.as_str() == t)
-            .ok_or_else(|| ParseError::UnknownFormat { given: s.to_string() })
+            .ok_or_else(|| ParseError::UnknownFormat {
+                given: s.to_string(),
+            })
     }
 }
 
 /// Follows a path of object keys.
 pub(crate) fn lookup<'a>(v: &'a Value, path: &[&str]) -> Option<&'a Value> {
-    path.iter().try_fold(v, |cur, key| cur.as_object()?.get(*key))
+    path.iter()
+        .try_fold(v, |cur, key| cur.as_object()?.get(*key))
 }
 
 /// Detects the format of one alert document, trying Sigma regression record, OCSF, Wazuh and
@@ -117,17 +126,28 @@ pub fn detect_format(v: &Value) -> Option<AlertFormat> {
     if !v.is_object() {
         return None;
     }
-    [AlertFormat::Sigma, AlertFormat::Ocsf, AlertFormat::Wazuh, AlertFormat::Json]
-        .into_iter()
-        .find(|f| f.missing_fields(v).is_empty())
+    [
+        AlertFormat::Sigma,
+        AlertFormat::Ocsf,
+        AlertFormat::Wazuh,
+        AlertFormat::Json,
+    ]
+    .into_iter()
+    .find(|f| f.missing_fields(v).is_empty())
 }
 
 /// The message for a document no signature fits: the accepted formats and, when one is close
 /// (some of its signature fields present), what that one lacks.
 pub(crate) fn undetected_hint(v: &Value) -> String {
-    let mut msg = format!("cannot tell the alert format; accepted: {}", AlertFormat::accepted_list());
+    let mut msg = format!(
+        "cannot tell the alert format; accepted: {}",
+        AlertFormat::accepted_list()
+    );
     if !v.is_object() {
-        msg.push_str(&format!(" (each alert must be a JSON object, found {})", crate::parse::json_kind(v)));
+        msg.push_str(&format!(
+            " (each alert must be a JSON object, found {})",
+            crate::parse::json_kind(v)
+        ));
         return msg;
     }
     let closest = AlertFormat::ALL
@@ -136,7 +156,10 @@ pub(crate) fn undetected_hint(v: &Value) -> String {
         .filter(|(f, missing)| missing.len() < f.signature().split(" + ").count())
         .min_by_key(|(_, missing)| missing.len());
     if let Some((f, missing)) = closest {
-        msg.push_str(&format!("; closest is {f}, which lacks {}", missing.join(", ")));
+        msg.push_str(&format!(
+            "; closest is {f}, which lacks {}",
+            missing.join(", ")
+        ));
     }
     msg.push_str("; or pass the format explicitly");
     msg
@@ -174,7 +197,10 @@ mod tests {
         assert_eq!(detect_format(&json!([1])), None);
 
         let hint = undetected_hint(&json!({"rule_id": "r", "title": "t"}));
-        assert!(hint.contains("closest is json, which lacks criticality"), "{hint}");
+        assert!(
+            hint.contains("closest is json, which lacks criticality"),
+            "{hint}"
+        );
         assert!(hint.contains("ocsf (class_uid"), "{hint}");
     }
 }

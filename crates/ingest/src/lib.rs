@@ -13,9 +13,12 @@ pub mod format;
 pub mod parse;
 // service module: added by the lead
 
-pub use catalogue::{CatalogueError, CatalogueRule, DEFAULT_RULE_TYPES, Logsource, parse_catalogue, suggest_rule_type};
+pub use catalogue::{
+    CatalogueError, CatalogueRule, DEFAULT_RULE_TYPES, Logsource, parse_catalogue,
+    suggest_rule_type,
+};
 pub use format::{AlertFormat, detect_format};
 pub use parse::{
-    DEFAULT_MAX_LINE_BYTES, LineOutcome, Observable, ParseError, ParseOptions, ParsedAlert, RuleRef, parse_alerts,
-    parse_alerts_with,
+    DEFAULT_MAX_LINE_BYTES, LineOutcome, Observable, ParseError, ParseOptions, ParsedAlert,
+    RuleRef, parse_alerts, parse_alerts_with,
 };

@@ -63,12 +63,24 @@ mod tests {
 
     #[test]
     fn keys_sorted_recursively_without_whitespace() {
-        let a: Value = serde_json::from_str(r#"{ "b": 1, "a": { "z": [1, {"y": 2, "x": "é\n"}], "c": null } }"#).unwrap();
-        assert_eq!(canonical_json(&a), r#"{"a":{"c":null,"z":[1,{"x":"é\n","y":2}]},"b":1}"#);
-        let b: Value = serde_json::from_str(r#"{"a":{"c":null,"z":[1,{"x":"é\n","y":2}]},"b":1}"#).unwrap();
+        let a: Value = serde_json::from_str(
+            r#"{ "b": 1, "a": { "z": [1, {"y": 2, "x": "é\n"}], "c": null } }"#,
+        )
+        .unwrap();
+        assert_eq!(
+            canonical_json(&a),
+            r#"{"a":{"c":null,"z":[1,{"x":"é\n","y":2}]},"b":1}"#
+        );
+        let b: Value =
+            serde_json::from_str(r#"{"a":{"c":null,"z":[1,{"x":"é\n","y":2}]},"b":1}"#).unwrap();
         assert_eq!(canonical_hash(&a), canonical_hash(&b));
         assert_eq!(canonical_hash(&a).len(), 64);
-        let c: Value = serde_json::from_str(r#"{"a":{"c":null,"z":[{"x":"é\n","y":2},1]},"b":1}"#).unwrap();
-        assert_ne!(canonical_hash(&a), canonical_hash(&c), "array order is significant");
+        let c: Value =
+            serde_json::from_str(r#"{"a":{"c":null,"z":[{"x":"é\n","y":2},1]},"b":1}"#).unwrap();
+        assert_ne!(
+            canonical_hash(&a),
+            canonical_hash(&c),
+            "array order is significant"
+        );
     }
 }

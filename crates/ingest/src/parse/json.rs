@@ -24,7 +24,10 @@ fn required_str(v: &Value, field: &str, errors: &mut Vec<String>) -> Option<Stri
             None
         }
         Some(other) => {
-            errors.push(format!("`{field}` must be a string, not {}", json_kind(other)));
+            errors.push(format!(
+                "`{field}` must be a string, not {}",
+                json_kind(other)
+            ));
             None
         }
     }
@@ -36,7 +39,10 @@ fn optional_str(v: &Value, field: &str, errors: &mut Vec<String>) -> Option<Stri
         None | Some(Value::Null) => None,
         Some(Value::String(s)) => Some(s.trim().to_string()).filter(|s| !s.is_empty()),
         Some(other) => {
-            errors.push(format!("`{field}` must be a string, not {}", json_kind(other)));
+            errors.push(format!(
+                "`{field}` must be a string, not {}",
+                json_kind(other)
+            ));
             None
         }
     }
@@ -50,7 +56,9 @@ pub(super) fn parse(v: Value) -> Item {
         Some(word) => match Criticality::parse(&word) {
             Some(c) => Some(c),
             None => {
-                errors.push(format!("`criticality` {word:?} is not one of {CRITICALITY_WORDS}"));
+                errors.push(format!(
+                    "`criticality` {word:?} is not one of {CRITICALITY_WORDS}"
+                ));
                 None
             }
         },
@@ -60,7 +68,11 @@ pub(super) fn parse(v: Value) -> Item {
     let description = optional_str(&v, "description", &mut errors).unwrap_or_default();
     let observed_at = optional_str(&v, "observed_at", &mut errors).and_then(|s| {
         OffsetDateTime::parse(&s, &Rfc3339)
-            .map_err(|e| errors.push(format!("`observed_at` {s:?} is not an RFC 3339 date-time ({e})")))
+            .map_err(|e| {
+                errors.push(format!(
+                    "`observed_at` {s:?} is not an RFC 3339 date-time ({e})"
+                ))
+            })
             .ok()
     });
     let source_id = match v.get("source_id") {
@@ -68,7 +80,10 @@ pub(super) fn parse(v: Value) -> Item {
         Some(Value::String(s)) if !s.trim().is_empty() => Some(s.trim().to_string()),
         Some(Value::Number(n)) => Some(n.to_string()),
         Some(other) => {
-            errors.push(format!("`source_id` must be a non-empty string, not {}", describe(other)));
+            errors.push(format!(
+                "`source_id` must be a non-empty string, not {}",
+                describe(other)
+            ));
             None
         }
     };
@@ -125,12 +140,21 @@ fn observables(v: &Value, errors: &mut Vec<String>) -> Vec<super::Observable> {
                         out.push(kind, Some(s.clone()));
                     }
                     Value::Object(o) => {
-                        let kind = o.get("kind").or_else(|| o.get("type")).and_then(Value::as_str);
+                        let kind = o
+                            .get("kind")
+                            .or_else(|| o.get("type"))
+                            .and_then(Value::as_str);
                         let value = super::text(o.get("value"));
                         match (kind.map(str::trim).filter(|k| !k.is_empty()), value) {
-                            (Some(kind), Some(value)) => out.push(&kind.to_ascii_lowercase(), Some(value)),
-                            (None, _) => errors.push(format!("`observables[{i}]` needs a `kind` (or `type`) string")),
-                            (_, None) => errors.push(format!("`observables[{i}]` needs a non-empty `value`")),
+                            (Some(kind), Some(value)) => {
+                                out.push(&kind.to_ascii_lowercase(), Some(value))
+                            }
+                            (None, _) => errors.push(format!(
+                                "`observables[{i}]` needs a `kind` (or `type`) string"
+                            )),
+                            (_, None) => {
+                                errors.push(format!("`observables[{i}]` needs a non-empty `value`"))
+                            }
                         }
                     }
                     other => errors.push(format!(
@@ -140,7 +164,10 @@ fn observables(v: &Value, errors: &mut Vec<String>) -> Vec<super::Observable> {
                 }
             }
         }
-        Some(other) => errors.push(format!("`observables` must be an array, not {}", json_kind(other))),
+        Some(other) => errors.push(format!(
+            "`observables` must be an array, not {}",
+            json_kind(other)
+        )),
     }
     out.into_vec()
 }
@@ -169,13 +196,23 @@ mod tests {
     #[test]
     fn each_missing_required_field_is_named() {
         let e = err(json!({}));
-        for f in ["`rule_id` is required", "`title` is required", "`criticality` is required"] {
+        for f in [
+            "`rule_id` is required",
+            "`title` is required",
+            "`criticality` is required",
+        ] {
             assert!(e.contains(f), "{e}");
         }
         let e = err(json!({"rule_id": "r", "title": "t"}));
-        assert!(e.contains("`criticality` is required") && !e.contains("`title`"), "{e}");
+        assert!(
+            e.contains("`criticality` is required") && !e.contains("`title`"),
+            "{e}"
+        );
         let e = err(json!({"rule_id": "r", "criticality": "high"}));
-        assert!(e.contains("`title` is required") && !e.contains("rule_id"), "{e}");
+        assert!(
+            e.contains("`title` is required") && !e.contains("rule_id"),
+            "{e}"
+        );
         let e = err(json!({"title": "t", "criticality": "high"}));
         assert!(e.contains("`rule_id` is required"), "{e}");
     }
@@ -189,20 +226,56 @@ mod tests {
             v
         };
         let cases = [
-            (with("criticality", json!("severe")), "`criticality` \"severe\" is not one of critical, high"),
-            (with("criticality", json!(4)), "`criticality` must be a string, not number"),
+            (
+                with("criticality", json!("severe")),
+                "`criticality` \"severe\" is not one of critical, high",
+            ),
+            (
+                with("criticality", json!(4)),
+                "`criticality` must be a string, not number",
+            ),
             (with("rule_id", json!("  ")), "`rule_id` must not be empty"),
-            (with("title", json!(["x"])), "`title` must be a string, not array"),
+            (
+                with("title", json!(["x"])),
+                "`title` must be a string, not array",
+            ),
             (with("account", json!(7)), "`account` must be a string"),
-            (with("description", json!({})), "`description` must be a string"),
-            (with("observed_at", json!("yesterday")), "`observed_at` \"yesterday\" is not an RFC 3339"),
-            (with("observed_at", json!(1700000000)), "`observed_at` must be a string"),
-            (with("source_id", json!("")), "`source_id` must be a non-empty string"),
-            (with("source_id", json!(true)), "`source_id` must be a non-empty string, not boolean"),
-            (with("observables", json!("1.2.3.4")), "`observables` must be an array"),
-            (with("observables", json!([{"value": "x"}])), "`observables[0]` needs a `kind`"),
-            (with("observables", json!(["a", {"kind": "ip"}])), "`observables[1]` needs a non-empty `value`"),
-            (with("observables", json!([1])), "`observables[0]` must be an object"),
+            (
+                with("description", json!({})),
+                "`description` must be a string",
+            ),
+            (
+                with("observed_at", json!("yesterday")),
+                "`observed_at` \"yesterday\" is not an RFC 3339",
+            ),
+            (
+                with("observed_at", json!(1700000000)),
+                "`observed_at` must be a string",
+            ),
+            (
+                with("source_id", json!("")),
+                "`source_id` must be a non-empty string",
+            ),
+            (
+                with("source_id", json!(true)),
+                "`source_id` must be a non-empty string, not boolean",
+            ),
+            (
+                with("observables", json!("1.2.3.4")),
+                "`observables` must be an array",
+            ),
+            (
+                with("observables", json!([{"value": "x"}])),
+                "`observables[0]` needs a `kind`",
+            ),
+            (
+                with("observables", json!(["a", {"kind": "ip"}])),
+                "`observables[1]` needs a non-empty `value`",
+            ),
+            (
+                with("observables", json!([1])),
+                "`observables[0]` must be an object",
+            ),
         ];
         for (v, want) in cases {
             let e = err(v);
@@ -226,17 +299,35 @@ mod tests {
         assert_eq!(a.account.as_deref(), Some("acc_1"));
         assert_eq!(a.source_id, "evt-9");
         assert_eq!(a.observed_at.unwrap().unix_timestamp(), 1714550400);
-        let obs: Vec<(&str, &str)> = a.observables.iter().map(|o| (o.kind.as_str(), o.value.as_str())).collect();
-        assert_eq!(obs, vec![("ip", "10.0.0.1"), ("user", "bob"), ("ip", "10.0.0.2"), ("other", "host-1")]);
+        let obs: Vec<(&str, &str)> = a
+            .observables
+            .iter()
+            .map(|o| (o.kind.as_str(), o.value.as_str()))
+            .collect();
+        assert_eq!(
+            obs,
+            vec![
+                ("ip", "10.0.0.1"),
+                ("user", "bob"),
+                ("ip", "10.0.0.2"),
+                ("other", "host-1")
+            ]
+        );
     }
 
     #[test]
     fn without_source_id_the_identity_is_the_canonical_hash() {
-        let a = ok(json!({"rule_id": "r", "title": "t", "criticality": "low", "x": {"b": 1, "a": 2}}));
-        let b: Value = serde_json::from_str(r#"{"x":{"a":2,"b":1},"criticality":"low","title":"t","rule_id":"r"}"#).unwrap();
+        let a =
+            ok(json!({"rule_id": "r", "title": "t", "criticality": "low", "x": {"b": 1, "a": 2}}));
+        let b: Value = serde_json::from_str(
+            r#"{"x":{"a":2,"b":1},"criticality":"low","title":"t","rule_id":"r"}"#,
+        )
+        .unwrap();
         assert_eq!(a.source_id, ok(b).source_id);
         assert_eq!(a.source_id.len(), 64);
-        let c = ok(json!({"rule_id": "r", "title": "t", "criticality": "medium", "x": {"b": 1, "a": 2}}));
+        let c = ok(
+            json!({"rule_id": "r", "title": "t", "criticality": "medium", "x": {"b": 1, "a": 2}}),
+        );
         assert_ne!(a.source_id, c.source_id);
     }
 }

@@ -68,6 +68,8 @@ pub struct ParsedAlert {
 
 /// What became of one alert of a body. `line` is the 1-based physical line (NDJSON) or the
 /// 1-based element index (a JSON array; 1 for a single object).
+// Most outcomes are alerts, so boxing the big variant would only add an allocation per alert.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "outcome", rename_all = "lowercase")]
 pub enum LineOutcome {
@@ -79,7 +81,9 @@ pub enum LineOutcome {
 impl LineOutcome {
     pub fn line(&self) -> usize {
         match self {
-            Self::Alert { line, .. } | Self::Skipped { line, .. } | Self::Error { line, .. } => *line,
+            Self::Alert { line, .. } | Self::Skipped { line, .. } | Self::Error { line, .. } => {
+                *line
+            }
         }
     }
 
@@ -101,12 +105,18 @@ impl LineOutcome {
 /// Problems with the body as a whole (per-alert problems are [`LineOutcome::Error`]s).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ParseError {
-    #[error("the body is empty: send one JSON alert, a JSON array of alerts, or NDJSON (one alert per line)")]
+    #[error(
+        "the body is empty: send one JSON alert, a JSON array of alerts, or NDJSON (one alert per line)"
+    )]
     Empty,
     #[error(
         "the body is not JSON (line {line}, column {column}: {message}); send one JSON alert, a JSON array of alerts, or NDJSON (one alert per line)"
     )]
-    NotJson { line: usize, column: usize, message: String },
+    NotJson {
+        line: usize,
+        column: usize,
+        message: String,
+    },
     #[error("the body is a JSON {found}; send one JSON alert object, an array of them, or NDJSON")]
     NotAnAlert { found: &'static str },
     #[error("unknown alert format {given:?}; accepted: ocsf, wazuh, sigma, json")]
@@ -122,12 +132,18 @@ pub struct ParseOptions {
 
 impl Default for ParseOptions {
     fn default() -> Self {
-        Self { max_line_bytes: DEFAULT_MAX_LINE_BYTES }
+        Self {
+            max_line_bytes: DEFAULT_MAX_LINE_BYTES,
+        }
     }
 }
 
 /// Parses a body of alerts with the default options. See [`parse_alerts_with`].
-pub fn parse_alerts(body: &[u8], format: Option<AlertFormat>, ndjson: bool) -> Result<Vec<LineOutcome>, ParseError> {
+pub fn parse_alerts(
+    body: &[u8],
+    format: Option<AlertFormat>,
+    ndjson: bool,
+) -> Result<Vec<LineOutcome>, ParseError> {
     parse_alerts_with(body, format, ndjson, ParseOptions::default())
 }
 
@@ -175,9 +191,15 @@ pub fn parse_alerts_with(
                     .collect());
             }
             Ok(v @ Value::Object(_)) => return Ok(vec![outcome(1, v, format)]),
-            Ok(other) => return Err(ParseError::NotAnAlert { found: json_kind(&other) }),
+            Ok(other) => {
+                return Err(ParseError::NotAnAlert {
+                    found: json_kind(&other),
+                });
+            }
             Err(e) => {
-                let looks_like_ndjson = content_lines.iter().all(|(_, l)| l.trim_ascii().starts_with(b"{"));
+                let looks_like_ndjson = content_lines
+                    .iter()
+                    .all(|(_, l)| l.trim_ascii().starts_with(b"{"));
                 if !looks_like_ndjson {
                     return Err(ParseError::NotJson {
                         line: e.line(),
@@ -205,7 +227,10 @@ pub fn parse_alerts_with(
             }
             match serde_json::from_slice::<Value>(bytes) {
                 Ok(v) => outcome(line, v, format),
-                Err(e) => LineOutcome::Error { line, reason: format!("invalid JSON: {e}") },
+                Err(e) => LineOutcome::Error {
+                    line,
+                    reason: format!("invalid JSON: {e}"),
+                },
             }
         })
         .collect())
@@ -214,7 +239,10 @@ pub fn parse_alerts_with(
 /// The outcome of one alert document (already JSON).
 fn outcome(line: usize, v: Value, format: Option<AlertFormat>) -> LineOutcome {
     match parse_one(v, format) {
-        Item::Alert(alert) => LineOutcome::Alert { line, alert: *alert },
+        Item::Alert(alert) => LineOutcome::Alert {
+            line,
+            alert: *alert,
+        },
         Item::Skipped(reason) => LineOutcome::Skipped { line, reason },
         Item::Error(reason) => LineOutcome::Error { line, reason },
     }
@@ -237,7 +265,10 @@ pub fn parse_value(v: Value, format: Option<AlertFormat>) -> Result<Option<Parse
 
 fn parse_one(v: Value, format: Option<AlertFormat>) -> Item {
     if !v.is_object() {
-        return Item::Error(format!("expected a JSON object for each alert, found {}", json_kind(&v)));
+        return Item::Error(format!(
+            "expected a JSON object for each alert, found {}",
+            json_kind(&v)
+        ));
     }
     let format = match format {
         Some(f) => {
@@ -298,13 +329,21 @@ pub(crate) struct Observables(Vec<Observable>);
 
 impl Observables {
     pub(crate) fn push(&mut self, kind: &str, value: Option<String>) {
-        let Some(value) = value.map(|v| v.trim().to_string()).filter(|v| !v.is_empty()) else {
+        let Some(value) = value
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty())
+        else {
             return;
         };
-        if self.0.len() >= MAX_OBSERVABLES || self.0.iter().any(|o| o.kind == kind && o.value == value) {
+        if self.0.len() >= MAX_OBSERVABLES
+            || self.0.iter().any(|o| o.kind == kind && o.value == value)
+        {
             return;
         }
-        self.0.push(Observable { kind: kind.to_string(), value });
+        self.0.push(Observable {
+            kind: kind.to_string(),
+            value,
+        });
     }
 
     pub(crate) fn into_vec(self) -> Vec<Observable> {

@@ -60,9 +60,11 @@ fn epoch(n: &Value) -> Option<OffsetDateTime> {
 }
 
 fn observed_at(v: &Value) -> Option<OffsetDateTime> {
-    v.get("time")
-        .and_then(epoch)
-        .or_else(|| v.get("time_dt").and_then(Value::as_str).and_then(|s| OffsetDateTime::parse(s, &Rfc3339).ok()))
+    v.get("time").and_then(epoch).or_else(|| {
+        v.get("time_dt")
+            .and_then(Value::as_str)
+            .and_then(|s| OffsetDateTime::parse(s, &Rfc3339).ok())
+    })
 }
 
 /// OCSF observable `type_id` → our observable kind; other types keep the observable's `name`.
@@ -96,9 +98,14 @@ pub(super) fn parse(v: Value) -> Item {
         ));
     }
     // `finding_info` since OCSF 1.1; `finding` in 1.0.
-    let finding = v.get("finding_info").filter(|f| f.is_object()).or_else(|| v.get("finding").filter(|f| f.is_object()));
+    let finding = v
+        .get("finding_info")
+        .filter(|f| f.is_object())
+        .or_else(|| v.get("finding").filter(|f| f.is_object()));
     let Some(finding) = finding else {
-        return Item::Error("OCSF finding lacks a `finding_info` (or older `finding`) object".into());
+        return Item::Error(
+            "OCSF finding lacks a `finding_info` (or older `finding`) object".into(),
+        );
     };
 
     let finding_title = text(finding.get("title"));
@@ -115,12 +122,27 @@ pub(super) fn parse(v: Value) -> Item {
     let analytic_uid = analytic.and_then(|a| text(a.get("uid")));
     let analytic_name = analytic.and_then(|a| text(a.get("name")));
     let rule = match (analytic_uid, analytic_name) {
-        (Some(uid), name) => RuleRef { title: name.unwrap_or_else(|| uid.clone()), id: uid, ..adhoc() },
-        (None, Some(name)) => RuleRef { id: name.clone(), title: name, ..adhoc() },
-        (None, None) => RuleRef { id: format!("{product}: {title}"), title: title.clone(), ..adhoc() },
+        (Some(uid), name) => RuleRef {
+            title: name.unwrap_or_else(|| uid.clone()),
+            id: uid,
+            ..adhoc()
+        },
+        (None, Some(name)) => RuleRef {
+            id: name.clone(),
+            title: name,
+            ..adhoc()
+        },
+        (None, None) => RuleRef {
+            id: format!("{product}: {title}"),
+            title: title.clone(),
+            ..adhoc()
+        },
     };
 
-    let criticality = v.get("severity_id").and_then(Value::as_i64).and_then(Criticality::from_ocsf_severity_id);
+    let criticality = v
+        .get("severity_id")
+        .and_then(Value::as_i64)
+        .and_then(Criticality::from_ocsf_severity_id);
     let source_id = text(finding.get("uid")).unwrap_or_else(|| canonical_hash(&v));
 
     let mut obs = Observables::default();
@@ -186,7 +208,10 @@ mod tests {
             "finding_info": {"uid": "f1", "title": "T", "analytic": {"uid": "A-1", "name": "Analytic One"}},
             "device": {"hostname": "h1", "ip": "10.1.1.1"}});
         let Item::Alert(a) = parse(v) else { panic!() };
-        assert_eq!((a.rule.id.as_str(), a.rule.title.as_str()), ("A-1", "Analytic One"));
+        assert_eq!(
+            (a.rule.id.as_str(), a.rule.title.as_str()),
+            ("A-1", "Analytic One")
+        );
         assert_eq!(a.criticality, Some(Criticality::Critical));
         assert_eq!(a.observed_at.unwrap().unix_timestamp(), 1_700_000_000);
         assert_eq!(a.observables.len(), 2);
@@ -201,9 +226,15 @@ mod tests {
     #[test]
     fn other_classes_are_skipped_with_their_name() {
         let r = skip_reason(&json!({"class_uid": 3002, "class_name": "Authentication"})).unwrap();
-        assert!(r.contains("3002 (Authentication)") && r.contains("not a finding class"), "{r}");
+        assert!(
+            r.contains("3002 (Authentication)") && r.contains("not a finding class"),
+            "{r}"
+        );
         let r = skip_reason(&json!({"class_uid": 2002})).unwrap();
-        assert!(r.contains("Vulnerability Finding") && r.contains("opens no case"), "{r}");
+        assert!(
+            r.contains("Vulnerability Finding") && r.contains("opens no case"),
+            "{r}"
+        );
         assert_eq!(skip_reason(&json!({"class_uid": 2001})), None);
     }
 }

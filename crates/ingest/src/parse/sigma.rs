@@ -27,7 +27,10 @@ pub(super) fn parse(v: Value) -> Item {
         return Item::Error("Sigma record `events` must be an array".into());
     };
     let title = text(rule.get("title")).unwrap_or_else(|| format!("Sigma rule {rule_id}"));
-    let level = rule.get("level").and_then(Value::as_str).and_then(Criticality::parse);
+    let level = rule
+        .get("level")
+        .and_then(Value::as_str)
+        .and_then(Criticality::parse);
     let logsource = rule
         .get("logsource")
         .filter(|l| l.is_object())
@@ -41,7 +44,9 @@ pub(super) fn parse(v: Value) -> Item {
     let mut obs = Observables::default();
     let mut earliest: Option<OffsetDateTime> = None;
     for event in events {
-        let Some(e) = event.get("Event") else { continue };
+        let Some(e) = event.get("Event") else {
+            continue;
+        };
         obs.push("hostname", text(lookup(e, &["System", "Computer"])));
         if let Some(t) = lookup(e, &["System", "TimeCreated", "#attributes", "SystemTime"])
             .and_then(Value::as_str)
@@ -49,18 +54,24 @@ pub(super) fn parse(v: Value) -> Item {
         {
             earliest = Some(earliest.map_or(t, |cur| cur.min(t)));
         }
-        let Some(data) = e.get("EventData").filter(|d| d.is_object()) else { continue };
+        let Some(data) = e.get("EventData").filter(|d| d.is_object()) else {
+            continue;
+        };
         for key in ["User", "SubjectUserName", "TargetUserName"] {
             obs.push("user", text(data.get(key)).filter(|u| u != "-"));
         }
         obs.push("process", text(data.get("Image")));
-        obs.push("command_line", text(data.get("CommandLine")).map(|c| truncate_chars(&c, MAX_COMMAND_LINE)));
+        obs.push(
+            "command_line",
+            text(data.get("CommandLine")).map(|c| truncate_chars(&c, MAX_COMMAND_LINE)),
+        );
         for key in ["SourceIp", "DestinationIp", "IpAddress"] {
             obs.push("ip", text(data.get(key)).filter(|ip| is_ip(ip)));
         }
     }
 
-    let test_name = text(lookup(&v, &["regression_test", "name"])).unwrap_or_else(|| "regression test".into());
+    let test_name =
+        text(lookup(&v, &["regression_test", "name"])).unwrap_or_else(|| "regression test".into());
     let test_type = text(lookup(&v, &["regression_test", "type"]));
     let n = events.len();
     let description = format!(
@@ -73,7 +84,14 @@ pub(super) fn parse(v: Value) -> Item {
         format: AlertFormat::Sigma,
         account: None,
         source_id: source_path,
-        rule: RuleRef { id: rule_id, title: title.clone(), level, logsource, tags, adhoc_source: None },
+        rule: RuleRef {
+            id: rule_id,
+            title: title.clone(),
+            level,
+            logsource,
+            tags,
+            adhoc_source: None,
+        },
         title,
         description,
         criticality: level,

@@ -25,7 +25,10 @@ pub(super) fn parse(v: Value) -> Item {
         return Item::Error("Wazuh `rule.id` must be a non-empty string or number".into());
     };
     let level_value = lookup(&v, &["rule", "level"]);
-    let level = level_value.and_then(|l| l.as_i64().or_else(|| l.as_str().and_then(|s| s.trim().parse().ok())));
+    let level = level_value.and_then(|l| {
+        l.as_i64()
+            .or_else(|| l.as_str().and_then(|s| s.trim().parse().ok()))
+    });
     let Some(criticality) = level.and_then(Criticality::from_wazuh_level) else {
         return Item::Error(format!(
             "Wazuh `rule.level` must be an integer 0–15, not {}",
@@ -33,7 +36,9 @@ pub(super) fn parse(v: Value) -> Item {
         ));
     };
     let description = text(lookup(&v, &["rule", "description"]));
-    let rule_title = description.clone().unwrap_or_else(|| format!("Wazuh rule {rule_id}"));
+    let rule_title = description
+        .clone()
+        .unwrap_or_else(|| format!("Wazuh rule {rule_id}"));
 
     let mut tags: Vec<String> = Vec::new();
     if let Some(ids) = lookup(&v, &["rule", "mitre", "id"]).and_then(Value::as_array) {
@@ -54,14 +59,23 @@ pub(super) fn parse(v: Value) -> Item {
     obs.push("user", text(lookup(&v, &["data", "dstuser"])));
     obs.push("file", text(lookup(&v, &["syscheck", "path"])));
     for t in &tags {
-        obs.push("mitre_attack", Some(t.trim_start_matches("attack.").to_ascii_uppercase()));
+        obs.push(
+            "mitre_attack",
+            Some(t.trim_start_matches("attack.").to_ascii_uppercase()),
+        );
     }
 
     let full_log = text(v.get("full_log"));
     let source_id = text(v.get("id")).unwrap_or_else(|| canonical_hash(&v));
-    let observed_at = v.get("timestamp").and_then(Value::as_str).and_then(parse_timestamp);
+    let observed_at = v
+        .get("timestamp")
+        .and_then(Value::as_str)
+        .and_then(parse_timestamp);
     let location = text(v.get("location"));
-    let mut desc = format!("Wazuh rule {rule_id} (level {}).", level.unwrap_or_default());
+    let mut desc = format!(
+        "Wazuh rule {rule_id} (level {}).",
+        level.unwrap_or_default()
+    );
     if let Some(loc) = location {
         desc.push_str(&format!(" Location: {loc}."));
     }
@@ -101,7 +115,12 @@ mod tests {
         assert_eq!(a.millisecond(), 482);
         let b = parse_timestamp("2022-07-20T16:53:16.482+0200").unwrap();
         assert_eq!(a, b);
-        assert_eq!(parse_timestamp("2022-07-20T14:53:16+0000").unwrap().unix_timestamp(), 1_658_328_796);
+        assert_eq!(
+            parse_timestamp("2022-07-20T14:53:16+0000")
+                .unwrap()
+                .unix_timestamp(),
+            1_658_328_796
+        );
         assert_eq!(parse_timestamp("2022-07-20T14:53:16.482Z").unwrap(), a);
         assert_eq!(parse_timestamp("20 July"), None);
     }
