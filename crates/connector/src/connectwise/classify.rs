@@ -138,7 +138,9 @@ pub fn classify_error(status: u16, headers: &HeaderMap, body: &[u8]) -> PsaError
             excerpt(body)
         ));
     }
-    if code.eq_ignore_ascii_case("Security") {
+    // `Security` is also the code of plain 403 permission errors; only the SSL refusal is a
+    // settings problem.
+    if code.eq_ignore_ascii_case("Security") && status != 403 && text.contains("SSL") {
         return PsaError::config(format!(
             "ConnectWise refused the connection (HTTP {status}: {message}): use https and the site address ConnectWise gave you"
         ));
@@ -268,6 +270,14 @@ mod tests {
             br#"{"code":"Unauthorized","message":"You do not have access to company/companies."}"#,
         ) {
             PsaError::PermissionDenied { message } => assert!(message.contains("company")),
+            e => panic!("{e:?}"),
+        }
+        match classify_error(
+            403,
+            &HeaderMap::new(),
+            br#"{"code":"Security","message":"You do not have sufficient permissions to access this record: add tickets.","errors":null}"#,
+        ) {
+            PsaError::PermissionDenied { message } => assert!(message.contains("add tickets")),
             e => panic!("{e:?}"),
         }
     }

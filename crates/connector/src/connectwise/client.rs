@@ -333,6 +333,16 @@ impl ConnectWiseClient {
             if v.trim().is_empty() {
                 return Err(PsaError::config(format!("the {name} is missing")));
             }
+            if v.chars().any(char::is_control) {
+                return Err(PsaError::config(format!(
+                    "the {name} contains a line break or control character"
+                )));
+            }
+        }
+        if cfg.company_id.contains(':') || cfg.public_key.contains(':') {
+            return Err(PsaError::config(
+                "the login company id and the public key cannot contain `:`",
+            ));
         }
         let site_origin = origin_of(&site, &host);
         let api_origin = origin_of(&site, &api_host_for(&host));
@@ -394,6 +404,12 @@ impl ConnectWiseClient {
     #[doc(hidden)]
     pub fn longest_url_sent(&self) -> usize {
         self.longest_url.load(Ordering::Relaxed)
+    }
+
+    /// Replaces the cached codebase (tests of the codebase refresh, API.md pitfall 21).
+    #[doc(hidden)]
+    pub async fn override_codebase(&self, codebase: &str) {
+        *self.codebase.lock().await = Some(codebase.trim_matches('/').to_owned());
     }
 
     /// The API base, `{api origin}/{codebase}/apis/3.0`, discovering the codebase if needed.
@@ -465,11 +481,18 @@ impl ConnectWiseClient {
         if !(200..300).contains(&resp.status) {
             return Err(classify_error(resp.status, &resp.headers, &resp.body));
         }
-        let v: serde_json::Value =
-            serde_json::from_slice(&resp.body).map_err(|_| PsaError::UnexpectedResponse {
-                status: resp.status,
-                excerpt: excerpt(&resp.body),
-            })?;
+        let v: serde_json::Value = serde_json::from_slice(&resp.body).map_err(|_| {
+            let text = String::from_utf8_lossy(&resp.body);
+            if text.contains("Cannot route") {
+                classify_error(resp.status, &resp.headers, &resp.body)
+            } else {
+                PsaError::config(format!(
+                    "{} answered /login/companyinfo with something that is not ConnectWise company information ({}): is the site URL a ConnectWise server?",
+                    self.site_origin,
+                    excerpt(&resp.body)
+                ))
+            }
+        })?;
         if v.is_null() {
             return Err(PsaError::config(format!(
                 "ConnectWise does not know the login company id `{}`: check the company id",
