@@ -38,11 +38,12 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 /// Opens the store a database URL names: `sqlite://PATH` (created if missing) or
 /// `postgres://…`. Runs migrations when `migrate` is true.
 pub async fn open(url: &str, migrate: bool) -> Result<std::sync::Arc<dyn Store>> {
-    let store: std::sync::Arc<dyn Store> = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        std::sync::Arc::new(PgStore::connect(url).await?)
-    } else {
-        std::sync::Arc::new(SqliteStore::connect(url).await?)
-    };
+    let store: std::sync::Arc<dyn Store> =
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            std::sync::Arc::new(PgStore::connect(url).await?)
+        } else {
+            std::sync::Arc::new(SqliteStore::connect(url).await?)
+        };
     if migrate {
         store.migrate().await?;
     }
@@ -58,14 +59,25 @@ pub trait Store: Send + Sync + 'static {
     async fn ready(&self) -> Result<bool>;
 
     // accounts, users, tokens
-    async fn create_account(&self, name: &str, kind: AccountKind, parent_id: Option<&str>) -> Result<Account>;
+    async fn create_account(
+        &self,
+        name: &str,
+        kind: AccountKind,
+        parent_id: Option<&str>,
+    ) -> Result<Account>;
     async fn account(&self, id: &str) -> Result<Option<Account>>;
     async fn account_by_name(&self, name: &str) -> Result<Option<Account>>;
     async fn subtenants(&self, partner_id: &str) -> Result<Vec<Account>>;
     async fn all_accounts(&self) -> Result<Vec<Account>>;
     async fn create_user(&self, user: &NewUser) -> Result<String>;
     async fn user_exists(&self, email: &str) -> Result<bool>;
-    async fn create_token(&self, account_id: &str, role: Role, token_hash: &str, label: &str) -> Result<String>;
+    async fn create_token(
+        &self,
+        account_id: &str,
+        role: Role,
+        token_hash: &str,
+        label: &str,
+    ) -> Result<String>;
     async fn token_grant(&self, token_hash: &str) -> Result<Option<TokenGrant>>;
 
     // rules
@@ -92,13 +104,36 @@ pub trait Store: Send + Sync + 'static {
     /// job, leasing them to `owner` until `lease_until`. Each claim counts as an attempt
     /// (`attempts` is raised here), so a worker that sees `attempts > 1` knows an earlier try may
     /// have reached ConnectWise — even one whose process died before recording anything.
-    async fn claim_jobs(&self, owner: &str, now: Millis, lease_until: Millis, limit: i64) -> Result<Vec<Job>>;
-    async fn heartbeat_jobs(&self, owner: &str, job_ids: &[String], lease_until: Millis) -> Result<()>;
+    async fn claim_jobs(
+        &self,
+        owner: &str,
+        now: Millis,
+        lease_until: Millis,
+        limit: i64,
+    ) -> Result<Vec<Job>>;
+    async fn heartbeat_jobs(
+        &self,
+        owner: &str,
+        job_ids: &[String],
+        lease_until: Millis,
+    ) -> Result<()>;
     /// Records an attempt and ends or reschedules the job; applies `effects` to its case in the
     /// same transaction (e.g. the ticket link after a create).
-    async fn finish_job(&self, job_id: &str, owner: &str, attempt: &Attempt, outcome: JobOutcome, effects: Option<CaseChange>) -> Result<()>;
+    async fn finish_job(
+        &self,
+        job_id: &str,
+        owner: &str,
+        attempt: &Attempt,
+        outcome: JobOutcome,
+        effects: Option<CaseChange>,
+    ) -> Result<()>;
     async fn release_jobs(&self, owner: &str) -> Result<()>;
-    async fn jobs(&self, state: Option<JobState>, account_ids: &[String], limit: i64) -> Result<Vec<Job>>;
+    async fn jobs(
+        &self,
+        state: Option<JobState>,
+        account_ids: &[String],
+        limit: i64,
+    ) -> Result<Vec<Job>>;
     async fn job(&self, id: &str) -> Result<Option<Job>>;
     async fn job_attempts(&self, id: &str) -> Result<Vec<Attempt>>;
     /// Makes a dead job due again now.
@@ -112,20 +147,58 @@ pub trait Store: Send + Sync + 'static {
     async fn save_integration(&self, integration: &Integration, audit: &AuditEntry) -> Result<()>;
     /// Switches uniform mode; switching it on deletes the sub-tenants' own board and
     /// criticality mappings in the same transaction and audits what was deleted.
-    async fn set_uniform_mode(&self, integration: &Integration, subtenants_to_clear: &[String], audit: &AuditEntry) -> Result<()>;
-    async fn set_integration_sync(&self, id: &str, callback_id: Option<i64>, sync_mode: &str) -> Result<()>;
+    async fn set_uniform_mode(
+        &self,
+        integration: &Integration,
+        subtenants_to_clear: &[String],
+        audit: &AuditEntry,
+    ) -> Result<()>;
+    async fn set_integration_sync(
+        &self,
+        id: &str,
+        callback_id: Option<i64>,
+        sync_mode: &str,
+    ) -> Result<()>;
     async fn set_watermark(&self, id: &str, watermark: &str) -> Result<()>;
     async fn touch_last_callback(&self, id: &str, at: Millis) -> Result<()>;
-    async fn mapping(&self, account_id: &str, resource: MappingResource) -> Result<Option<serde_json::Value>>;
-    async fn put_mapping(&self, account_id: &str, resource: MappingResource, body: Option<&serde_json::Value>, audit: &AuditEntry) -> Result<()>;
+    async fn mapping(
+        &self,
+        account_id: &str,
+        resource: MappingResource,
+    ) -> Result<Option<serde_json::Value>>;
+    async fn put_mapping(
+        &self,
+        account_id: &str,
+        resource: MappingResource,
+        body: Option<&serde_json::Value>,
+        audit: &AuditEntry,
+    ) -> Result<()>;
     /// Accounts among `account_ids` that have their own copy of a board or criticality mapping.
     async fn accounts_with_own_mappings(&self, account_ids: &[String]) -> Result<Vec<String>>;
     async fn company_mappings(&self, account_id: &str) -> Result<Vec<(String, String)>>;
-    async fn put_company_mappings(&self, account_id: &str, items: &[(String, String)], audit: &AuditEntry) -> Result<()>;
+    async fn put_company_mappings(
+        &self,
+        account_id: &str,
+        items: &[(String, String)],
+        audit: &AuditEntry,
+    ) -> Result<()>;
     async fn status_mappings(&self, account_id: &str) -> Result<casebridge_domain::StatusMappings>;
-    async fn put_status_mappings(&self, account_id: &str, mappings: &casebridge_domain::StatusMappings, audit: &AuditEntry) -> Result<()>;
-    async fn escalation_policy(&self, account_id: &str) -> Result<Option<casebridge_domain::Criticality>>;
-    async fn put_escalation_policy(&self, account_id: &str, at: Option<casebridge_domain::Criticality>, audit: &AuditEntry) -> Result<()>;
+    async fn put_status_mappings(
+        &self,
+        account_id: &str,
+        mappings: &casebridge_domain::StatusMappings,
+        audit: &AuditEntry,
+    ) -> Result<()>;
+    async fn escalation_policy(
+        &self,
+        account_id: &str,
+    ) -> Result<Option<casebridge_domain::Criticality>>;
+    async fn put_escalation_policy(
+        &self,
+        account_id: &str,
+        at: Option<casebridge_domain::Criticality>,
+        audit: &AuditEntry,
+    ) -> Result<()>;
     async fn audit_log(&self, account_id: &str) -> Result<Vec<AuditEntry>>;
 
     // inbound sync

@@ -145,8 +145,19 @@ pub struct Activity {
 }
 
 impl Activity {
-    pub fn new(actor: impl Into<String>, direction: Direction, kind: impl Into<String>, message: impl Into<String>) -> Self {
-        Activity { at: now_millis(), actor: actor.into(), direction, kind: kind.into(), message: message.into() }
+    pub fn new(
+        actor: impl Into<String>,
+        direction: Direction,
+        kind: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
+        Activity {
+            at: now_millis(),
+            actor: actor.into(),
+            direction,
+            kind: kind.into(),
+            message: message.into(),
+        }
     }
 }
 

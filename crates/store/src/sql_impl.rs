@@ -616,10 +616,22 @@ impl Store for ThisStore {
             qb.push(" AND criticality = ").push_bind(c.as_str());
         }
         if let Some(q) = f.q.as_ref().filter(|q| !q.trim().is_empty()) {
-            let pattern = format!("%{}%", q.trim().to_lowercase());
-            qb.push(" AND (LOWER(title) LIKE ").push_bind(pattern.clone());
-            qb.push(" OR LOWER(description) LIKE ").push_bind(pattern.clone());
-            qb.push(" OR LOWER(rule_id) LIKE ").push_bind(pattern).push(")");
+            // `%`, `_` and `\` in the query are text, not wildcards. SQLite's LOWER() folds ASCII
+            // only, PostgreSQL's all of Unicode: matching the column's LOWER() against both the
+            // fully and the ASCII-lowercased query finds text as typed on both backends.
+            let like = |s: String| format!("%{}%", s.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"));
+            let q = q.trim();
+            let patterns = [like(q.to_lowercase()), like(q.to_ascii_lowercase())];
+            qb.push(" AND (");
+            for (i, col) in ["title", "description", "rule_id"].into_iter().enumerate() {
+                for (j, pattern) in patterns.iter().enumerate() {
+                    if i + j > 0 {
+                        qb.push(" OR ");
+                    }
+                    qb.push(format_args!("LOWER({col}) LIKE ")).push_bind(pattern.clone()).push(" ESCAPE '\\'");
+                }
+            }
+            qb.push(")");
         }
         if let Some(before) = &f.before_id {
             qb.push(" AND id < ").push_bind(before.clone());
