@@ -958,3 +958,97 @@ async fn callback_signature_verifies_against_cw_sim() {
     assert!(fetcher.signing_key(&bad, h.url(), true).await.is_err());
     h.shutdown().await;
 }
+
+#[tokio::test]
+async fn object_exists_is_resolved_by_lookup() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let lists = std::sync::Arc::new(AtomicUsize::new(0));
+    let lists2 = lists.clone();
+    let hook = "https://soc.example.com/hook?recordId=";
+    let url = canned(move |method, path| {
+        if path.starts_with("/login/") {
+            http("200 OK", "application/json", "", r#"{"Codebase":"v2025_1/"}"#)
+        } else if method == "GET" && path.contains("/system/callbacks") {
+            // First listing misses it (created concurrently); the second shows it, inactive.
+            if lists2.fetch_add(1, Ordering::SeqCst) == 0 {
+                http("200 OK", "application/json", "", "[]")
+            } else {
+                http(
+                    "200 OK",
+                    "application/json",
+                    "",
+                    &json!([{"id": 77, "url": hook, "type": "ticket", "level": "owner", "objectId": 1, "inactiveFlag": true}]).to_string(),
+                )
+            }
+        } else if method == "POST" && path.contains("/system/callbacks") {
+            http(
+                "400 Bad Request",
+                "application/json",
+                "",
+                r#"{"code":"InvalidObject","message":"callbackEntry object is invalid","errors":[{"code":"ObjectExists","message":"A matching callback entry already exists","resource":"callbackEntry","field":"objectId"}]}"#,
+            )
+        } else if method == "PATCH" && path.contains("/system/callbacks/77") {
+            http(
+                "200 OK",
+                "application/json",
+                "",
+                &json!({"id": 77, "url": hook, "type": "ticket", "level": "owner", "objectId": 1, "inactiveFlag": false}).to_string(),
+            )
+        } else {
+            http("404 Not Found", "text/plain", "", "Cannot route. Codebase/company is invalid")
+        }
+    })
+    .await;
+    let c = ConnectWiseClient::new(canned_config(&url)).unwrap();
+    let r = c.ensure_callback(hook).await.unwrap();
+    assert_eq!((r.id, r.inactive), (77, false));
+    assert_eq!(lists.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn paging_never_follows_links_to_another_host() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let foreign_hits = std::sync::Arc::new(AtomicUsize::new(0));
+    let fh = foreign_hits.clone();
+    let foreign = canned(move |_m, _p| {
+        fh.fetch_add(1, Ordering::SeqCst);
+        http("200 OK", "application/json", "", "[]")
+    })
+    .await;
+    let full_page: Vec<Value> = (1..=1000)
+        .map(|i| json!({"id": i, "name": format!("b{i}")}))
+        .collect();
+    let full_page = Value::Array(full_page).to_string();
+    let url = canned(move |_m, path| {
+        if path.starts_with("/login/") {
+            http(
+                "200 OK",
+                "application/json",
+                "",
+                r#"{"Codebase":"v2025_1/"}"#,
+            )
+        } else if path.contains("page=2") {
+            http(
+                "200 OK",
+                "application/json",
+                "",
+                r#"[{"id": 1001, "name": "last", "inactiveFlag": true}]"#,
+            )
+        } else {
+            let link = format!(
+                "Link: <{foreign}/v2025_1/apis/3.0/service/boards?page=2>; rel=\"next\"\r\n"
+            );
+            http("200 OK", "application/json", &link, &full_page)
+        }
+    })
+    .await;
+    let c = ConnectWiseClient::new(canned_config(&url)).unwrap();
+    let boards = c.boards().await.unwrap();
+    assert_eq!(boards.len(), 1001);
+    assert!(boards[1000].inactive);
+    assert_eq!(
+        foreign_hits.load(Ordering::SeqCst),
+        0,
+        "credentials never go to another host"
+    );
+}

@@ -635,7 +635,10 @@ impl ConnectWiseClient {
             if n == 0 || page >= MAX_PAGES {
                 break;
             }
-            let next = link_next(&resp.headers)
+            let raw_next = link_next(&resp.headers);
+            let had_next = raw_next.is_some();
+            let no_link = resp.headers.get(LINK).is_none();
+            let next = raw_next
                 .and_then(|l| self.same_api_origin(&l))
                 .filter(|u| seen.insert(u.clone()));
             page += 1;
@@ -644,7 +647,8 @@ impl ConnectWiseClient {
                     self.send(self.request(Method::GET, &url, None), url.len())
                         .await?,
                 )?,
-                None if n >= PAGE_SIZE && resp.headers.get(LINK).is_none() => {
+                // No Link at all, or a next link we will not follow: ask by page number.
+                None if n >= PAGE_SIZE && (no_link || had_next) => {
                     let mut q = query.clone();
                     q.push(("page", page.to_string()));
                     check_status(self.call_raw(Method::GET, path, &q, None).await?)?
