@@ -11,7 +11,7 @@
 pub mod catalogue;
 pub mod format;
 pub mod parse;
-// service module: added by the lead
+pub mod service;
 
 pub use catalogue::{
     CatalogueError, CatalogueRule, DEFAULT_RULE_TYPES, Logsource, parse_catalogue,
