@@ -1,6 +1,6 @@
 //! `casebridge`: one binary, several jobs — `serve` (API + UI + workers, or one role of them),
 //! `demo` (everything in one process against an embedded ConnectWise simulator), `migrate`,
-//! `ingest FILE`, `token create`. See `config.rs` for every setting and its env variable.
+//! `ingest FILE`, `account create`, `token create`. See `config.rs` for every setting and its env variable.
 
 mod config;
 mod demo;
@@ -80,10 +80,31 @@ enum Command {
         #[arg(long)]
         format: Option<String>,
     },
+    /// Accounts (to bootstrap a fresh database: create the partner, then a token for it).
+    Account {
+        #[command(subcommand)]
+        command: AccountCommand,
+    },
     /// API tokens.
     Token {
         #[command(subcommand)]
         command: TokenCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AccountCommand {
+    /// Create an account and print its id (as the last word).
+    Create {
+        /// The account's name.
+        #[arg(long)]
+        name: String,
+        /// partner, subtenant or standalone.
+        #[arg(long, default_value = "partner")]
+        kind: String,
+        /// The partner of a sub-tenant.
+        #[arg(long)]
+        parent: Option<String>,
     },
 }
 
@@ -145,6 +166,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Ingest { file, account, format } => {
             let s = settings(&cli, &[])?;
             runtime::ingest_file(s, file, account.as_deref(), format.as_deref()).await
+        }
+        Command::Account { command: AccountCommand::Create { name, kind, parent } } => {
+            let s = settings(&cli, &[])?;
+            let id = runtime::create_account(&s, name, kind, parent.as_deref()).await?;
+            println!("account {name} ({kind}): {id}");
+            Ok(())
         }
         Command::Token { command: TokenCommand::Create { account, role, label } } => {
             let s = settings(&cli, &[])?;

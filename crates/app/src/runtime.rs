@@ -125,3 +125,20 @@ pub async fn create_token(s: &Settings, account: &str, role: &str, label: &str) 
     store.create_token(account, role, &casebridge_web::auth::hash_token(&token), label).await?;
     Ok(token)
 }
+
+pub async fn create_account(s: &Settings, name: &str, kind: &str, parent: Option<&str>) -> anyhow::Result<String> {
+    use casebridge_domain::AccountKind;
+    let store = casebridge_store::open(&s.database_url(), true).await?;
+    let kind = AccountKind::parse(kind).with_context(|| format!("kind {kind:?}: use partner, subtenant or standalone"))?;
+    anyhow::ensure!(!name.trim().is_empty(), "the name must not be empty");
+    match (kind, parent) {
+        (AccountKind::Subtenant, Some(p)) => {
+            let partner = store.account(p).await?.with_context(|| format!("no account {p}"))?;
+            anyhow::ensure!(partner.kind == AccountKind::Partner, "{p} is not a partner");
+        }
+        (AccountKind::Subtenant, None) => anyhow::bail!("a sub-tenant needs --parent PARTNER_ID"),
+        (_, Some(_)) => anyhow::bail!("only a sub-tenant has a parent"),
+        _ => {}
+    }
+    Ok(store.create_account(name.trim(), kind, parent).await?.id)
+}
