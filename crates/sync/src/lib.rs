@@ -52,6 +52,12 @@ pub struct SyncConfig {
     pub reconcile_overlap: Duration,
     /// Callbacks for one ticket arriving within this window are processed once.
     pub coalesce_window: Duration,
+    /// Every this many reconcile passes, the notes of open linked tickets are swept too (a note
+    /// may not move a ticket's `lastUpdated`); 0 = never from the run loop.
+    pub notes_sweep_every: u32,
+    /// Every this many reconcile passes, callback registrations are checked (and repaired when
+    /// ConnectWise disabled them); 0 = never from the run loop.
+    pub callback_check_every: u32,
     /// ConnectWise request timeout.
     pub request_timeout: Duration,
 }
@@ -68,6 +74,8 @@ impl Default for SyncConfig {
             reconcile_interval: Duration::from_secs(60),
             reconcile_overlap: Duration::from_secs(120),
             coalesce_window: Duration::from_millis(200),
+            notes_sweep_every: 5,
+            callback_check_every: 10,
             request_timeout: Duration::from_secs(20),
         }
     }
@@ -84,6 +92,9 @@ pub struct SyncContext {
     pub portal_url: Option<String>,
     pub wake_outbox: Arc<tokio::sync::Notify>,
     pub wake_inbox: Arc<tokio::sync::Notify>,
+    /// State the inbound side shares between calls: the signing-key fetchers (keys cached per
+    /// URL) and per-case locks so two syncs of one case never interleave in this process.
+    pub inbound: Arc<inbound::InboundShared>,
 }
 
 impl SyncContext {
@@ -95,6 +106,7 @@ impl SyncContext {
             portal_url: None,
             wake_outbox: Arc::new(tokio::sync::Notify::new()),
             wake_inbox: Arc::new(tokio::sync::Notify::new()),
+            inbound: Arc::new(inbound::InboundShared::default()),
         }
     }
 }
