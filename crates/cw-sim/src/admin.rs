@@ -56,7 +56,12 @@ pub async fn state(Ax(app): Ax<App>) -> Response {
     let notes: serde_json::Map<String, Value> = st
         .notes
         .iter()
-        .map(|(k, ns)| (k.to_string(), Value::Array(ns.iter().map(|n| st.render_note(n)).collect())))
+        .map(|(k, ns)| {
+            (
+                k.to_string(),
+                Value::Array(ns.iter().map(|n| st.render_note(n)).collect()),
+            )
+        })
         .collect();
     let v = json!({
         "company": st.company_id,
@@ -103,19 +108,39 @@ pub async fn add_member(Ax(app): Ax<App>, body: axum::body::Bytes) -> Response {
         return bad("identifier, public_key and private_key are required");
     }
     let mut st = app.state();
-    if st.members.iter().any(|x| x.identifier.eq_ignore_ascii_case(&m.identifier)) {
+    if st
+        .members
+        .iter()
+        .any(|x| x.identifier.eq_ignore_ascii_case(&m.identifier))
+    {
         return bad(format!("member '{}' exists", m.identifier));
     }
-    if st.authenticate(&m.public_key, &m.private_key).is_some() || st.members.iter().any(|x| x.public_hash == crate::model::sha256_hex(&m.public_key)) {
+    if st.authenticate(&m.public_key, &m.private_key).is_some()
+        || st
+            .members
+            .iter()
+            .any(|x| x.public_hash == crate::model::sha256_hex(&m.public_key))
+    {
         return bad("public key already in use");
     }
     let id = st.next_member_id;
     st.next_member_id += 1;
     let name = m.name.clone().unwrap_or_else(|| m.identifier.clone());
-    st.members.push(Member::new(id, &m.identifier, &name, m.role, &m.public_key, &m.private_key));
+    st.members.push(Member::new(
+        id,
+        &m.identifier,
+        &name,
+        m.role,
+        &m.public_key,
+        &m.private_key,
+    ));
     drop(st);
     app.mark_dirty();
-    (StatusCode::CREATED, Json(json!({"id": id, "identifier": m.identifier, "role": m.role}))).into_response()
+    (
+        StatusCode::CREATED,
+        Json(json!({"id": id, "identifier": m.identifier, "role": m.role})),
+    )
+        .into_response()
 }
 
 fn faults_json(app: &App) -> Value {

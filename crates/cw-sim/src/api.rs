@@ -35,7 +35,12 @@ pub async fn company_info(State(app): State<App>, Path(company): Path<String>) -
 }
 
 fn plain_404() -> Response {
-    (StatusCode::NOT_FOUND, [(header::CONTENT_TYPE, "text/plain")], "Cannot route. Codebase/company is invalid").into_response()
+    (
+        StatusCode::NOT_FOUND,
+        [(header::CONTENT_TYPE, "text/plain")],
+        "Cannot route. Codebase/company is invalid",
+    )
+        .into_response()
 }
 
 pub async fn fallback(State(app): State<App>, req: Request) -> Response {
@@ -51,7 +56,16 @@ pub async fn fallback(State(app): State<App>, req: Request) -> Response {
             Err(_) => return CwError::bad_request("Request body too large.").into_response(),
         };
         let rest: Vec<String> = segs[3..].iter().map(|s| s.to_string()).collect();
-        return cw_request(app, parts.method, rest, parts.uri.query().unwrap_or("").to_string(), parts.headers, body, &path).await;
+        return cw_request(
+            app,
+            parts.method,
+            rest,
+            parts.uri.query().unwrap_or("").to_string(),
+            parts.headers,
+            body,
+            &path,
+        )
+        .await;
     }
     if segs.len() == 4
         && CODEBASES.iter().any(|c| c.eq_ignore_ascii_case(segs[0]))
@@ -62,8 +76,14 @@ pub async fn fallback(State(app): State<App>, req: Request) -> Response {
         let q = parse_query(parts.uri.query().unwrap_or(""));
         let st = app.state();
         return match q.iter().find(|(k, _)| k == "id") {
-            Some((_, id)) if *id == st.key_id => axum::Json(json!({"signing_key": st.signing_key})).into_response(),
-            _ => (StatusCode::NOT_FOUND, axum::Json(json!({"code": "NotFound", "message": "Callback key not found"}))).into_response(),
+            Some((_, id)) if *id == st.key_id => {
+                axum::Json(json!({"signing_key": st.signing_key})).into_response()
+            }
+            _ => (
+                StatusCode::NOT_FOUND,
+                axum::Json(json!({"code": "NotFound", "message": "Callback key not found"})),
+            )
+                .into_response(),
         };
     }
     plain_404()
@@ -71,7 +91,9 @@ pub async fn fallback(State(app): State<App>, req: Request) -> Response {
 
 /// Query pairs with lower-cased keys (ConnectWise parameters are case-insensitive).
 pub fn parse_query(q: &str) -> Vec<(String, String)> {
-    url::form_urlencoded::parse(q.as_bytes()).map(|(k, v)| (k.to_ascii_lowercase(), v.into_owned())).collect()
+    url::form_urlencoded::parse(q.as_bytes())
+        .map(|(k, v)| (k.to_ascii_lowercase(), v.into_owned()))
+        .collect()
 }
 
 fn qget<'a>(q: &'a [(String, String)], k: &str) -> Option<&'a str> {
@@ -79,24 +101,45 @@ fn qget<'a>(q: &'a [(String, String)], k: &str) -> Option<&'a str> {
 }
 
 fn authenticate(app: &App, headers: &HeaderMap) -> CwResult<Member> {
-    let auth = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).unwrap_or("");
-    let Some(b64) = auth.strip_prefix("Basic ").or_else(|| auth.strip_prefix("basic ")) else {
-        return Err(CwError::unauthorized("Authorization header with Basic credentials is required."));
+    let auth = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let Some(b64) = auth
+        .strip_prefix("Basic ")
+        .or_else(|| auth.strip_prefix("basic "))
+    else {
+        return Err(CwError::unauthorized(
+            "Authorization header with Basic credentials is required.",
+        ));
     };
     let decoded = base64::engine::general_purpose::STANDARD
         .decode(b64.trim())
         .ok()
         .and_then(|b| String::from_utf8(b).ok())
         .ok_or_else(|| CwError::unauthorized("Authorization header is malformed."))?;
-    let (user, private) = decoded.split_once(':').ok_or_else(|| CwError::unauthorized("Authorization header is malformed."))?;
-    let (company, public) = user.split_once('+').ok_or_else(|| CwError::unauthorized("Username must be company+publicKey."))?;
+    let (user, private) = decoded
+        .split_once(':')
+        .ok_or_else(|| CwError::unauthorized("Authorization header is malformed."))?;
+    let (company, public) = user
+        .split_once('+')
+        .ok_or_else(|| CwError::unauthorized("Username must be company+publicKey."))?;
     let st = app.state();
     if !company.eq_ignore_ascii_case(&st.company_id) {
         return Err(CwError::unauthorized("Authentication failed."));
     }
-    let m = st.authenticate(public, private).cloned().ok_or_else(|| CwError::unauthorized("Authentication failed."))?;
-    if headers.get("clientid").and_then(|v| v.to_str().ok()).is_none_or(|v| v.trim().is_empty()) {
-        return Err(CwError::unauthorized("A clientId header is required. Register one at developer.connectwise.com/ClientID."));
+    let m = st
+        .authenticate(public, private)
+        .cloned()
+        .ok_or_else(|| CwError::unauthorized("Authentication failed."))?;
+    if headers
+        .get("clientid")
+        .and_then(|v| v.to_str().ok())
+        .is_none_or(|v| v.trim().is_empty())
+    {
+        return Err(CwError::unauthorized(
+            "A clientId header is required. Register one at developer.connectwise.com/ClientID.",
+        ));
     }
     Ok(m)
 }
@@ -120,7 +163,8 @@ async fn cw_request(
             )
                 .into_response();
             if let Some(s) = retry_after {
-                r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(s));
+                r.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(s));
             }
             return r;
         }
@@ -128,7 +172,8 @@ async fn cw_request(
             if !latency.is_zero() {
                 tokio::time::sleep(latency).await;
             }
-            return CwError::internal("An unexpected error occurred (injected fault).").into_response();
+            return CwError::internal("An unexpected error occurred (injected fault).")
+                .into_response();
         }
         Pre::Pass { latency } => {
             if !latency.is_zero() {
@@ -141,37 +186,50 @@ async fn cw_request(
         Err(e) => return e.into_response(),
     };
     let sub_path = format!("/{}", rest.join("/"));
-    let resp = match dispatch(&app, &method, &rest, &query, &headers, &body, &member, full_path) {
+    let resp = match dispatch(
+        &app, &method, &rest, &query, &headers, &body, &member, full_path,
+    ) {
         Ok(r) => r,
         Err(e) => return e.into_response(),
     };
     if resp.status().is_success() && method != Method::GET {
-        let fault = app.faults().take_apply_then_fail(method.as_str(), &sub_path);
+        let fault = app
+            .faults()
+            .take_apply_then_fail(method.as_str(), &sub_path);
         if let Some(f) = fault {
             if f.mode == "delay" {
                 let d = app.faults().scaled(f.delay_ms);
                 tokio::time::sleep(d).await;
                 return resp;
             }
-            return CwError::internal("An unexpected error occurred (injected fault: applied then failed).").into_response();
+            return CwError::internal(
+                "An unexpected error occurred (injected fault: applied then failed).",
+            )
+            .into_response();
         }
     }
     resp
 }
 
 fn parse_id(s: &str, what: &str) -> CwResult<u64> {
-    s.parse::<u64>().map_err(|_| CwError::not_found(format!("{what} {s} not found")))
+    s.parse::<u64>()
+        .map_err(|_| CwError::not_found(format!("{what} {s} not found")))
 }
 
 fn json_body(body: &Bytes) -> CwResult<Value> {
     if body.is_empty() {
         return Err(CwError::bad_request("The request body is empty."));
     }
-    serde_json::from_slice(body).map_err(|e| CwError::bad_request(format!("The request body is not valid JSON: {e}")))
+    serde_json::from_slice(body)
+        .map_err(|e| CwError::bad_request(format!("The request body is not valid JSON: {e}")))
 }
 
 fn need(m: &Member, p: Perm) -> CwResult<()> {
-    if m.role.allows(p) { Ok(()) } else { Err(CwError::forbidden(p.label())) }
+    if m.role.allows(p) {
+        Ok(())
+    } else {
+        Err(CwError::forbidden(p.label()))
+    }
 }
 
 fn ok_json(v: Value) -> CwResult<Response> {
@@ -194,12 +252,22 @@ struct ListReq<'a> {
 
 impl ListReq<'_> {
     fn filter(&self, items: Vec<Value>) -> CwResult<Vec<Value>> {
-        let conds = self.conditions.clone().or_else(|| qget(&self.query, "conditions").map(String::from)).unwrap_or_default();
-        let expr = cond::parse(&conds).map_err(|e| CwError::bad_request(format!("Invalid conditions: {e}. Conditions: {conds}")))?;
+        let conds = self
+            .conditions
+            .clone()
+            .or_else(|| qget(&self.query, "conditions").map(String::from))
+            .unwrap_or_default();
+        let expr = cond::parse(&conds).map_err(|e| {
+            CwError::bad_request(format!("Invalid conditions: {e}. Conditions: {conds}"))
+        })?;
         if let Some(e) = &expr {
-            cond::check_fields(e, self.known).map_err(|m| CwError::bad_request(format!("Invalid conditions: {m}.")))?;
+            cond::check_fields(e, self.known)
+                .map_err(|m| CwError::bad_request(format!("Invalid conditions: {m}.")))?;
         }
-        Ok(items.into_iter().filter(|v| crate::model::eval_ok(&expr, v)).collect())
+        Ok(items
+            .into_iter()
+            .filter(|v| crate::model::eval_ok(&expr, v))
+            .collect())
     }
 
     fn count(&self, items: Vec<Value>) -> CwResult<Response> {
@@ -212,58 +280,109 @@ impl ListReq<'_> {
         let page_size = match qget(&self.query, "pagesize") {
             None => 25,
             Some(s) => match s.trim().parse::<i64>() {
-                Ok(n) if n > 1000 => return Err(CwError::bad_request("pageSize cannot be greater than 1000.")),
+                Ok(n) if n > 1000 => {
+                    return Err(CwError::bad_request(
+                        "pageSize cannot be greater than 1000.",
+                    ));
+                }
                 Ok(n) if n < 1 => 25,
                 Ok(n) => n as usize,
-                Err(_) => return Err(CwError::bad_request(format!("pageSize '{s}' is not a number."))),
+                Err(_) => {
+                    return Err(CwError::bad_request(format!(
+                        "pageSize '{s}' is not a number."
+                    )));
+                }
             },
         };
-        let order = self.order_by.clone().or_else(|| qget(&self.query, "orderby").map(String::from));
+        let order = self
+            .order_by
+            .clone()
+            .or_else(|| qget(&self.query, "orderby").map(String::from));
         let forward_only = self
             .headers
             .get("pagination-type")
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.eq_ignore_ascii_case("forward-only"));
         let fields: Option<Vec<Vec<String>>> = qget(&self.query, "fields").map(|f| {
-            f.split(',').map(|p| p.trim()).filter(|p| !p.is_empty()).map(|p| p.split('/').map(String::from).collect()).collect()
+            f.split(',')
+                .map(|p| p.trim())
+                .filter(|p| !p.is_empty())
+                .map(|p| p.split('/').map(String::from).collect())
+                .collect()
         });
         let (page, link) = if forward_only {
             if order.as_deref().is_some_and(|o| !o.trim().is_empty()) {
-                return Err(CwError::bad_request("orderBy is not supported with forward-only pagination."));
+                return Err(CwError::bad_request(
+                    "orderBy is not supported with forward-only pagination.",
+                ));
             }
             let after = match qget(&self.query, "pageid") {
                 None => 0,
-                Some(s) => s.trim().parse::<u64>().map_err(|_| CwError::bad_request(format!("pageId '{s}' is not a number.")))?,
+                Some(s) => s
+                    .trim()
+                    .parse::<u64>()
+                    .map_err(|_| CwError::bad_request(format!("pageId '{s}' is not a number.")))?,
             };
             cond::sort(&mut items, &[]);
-            let rest: Vec<Value> = items.into_iter().filter(|v| v["id"].as_u64().unwrap_or(0) > after).collect();
+            let rest: Vec<Value> = items
+                .into_iter()
+                .filter(|v| v["id"].as_u64().unwrap_or(0) > after)
+                .collect();
             let more = rest.len() > page_size;
             let page: Vec<Value> = rest.into_iter().take(page_size).collect();
-            let mut links = vec![format!("<{}>; rel=\"first\"", self.link(&[("pageid", None), ("page", None)]))];
+            let mut links = vec![format!(
+                "<{}>; rel=\"first\"",
+                self.link(&[("pageid", None), ("page", None)])
+            )];
             if more && let Some(last) = page.last().and_then(|v| v["id"].as_u64()) {
                 let last = last.to_string();
-                links.push(format!("<{}>; rel=\"next\"", self.link(&[("pageid", Some(&last)), ("page", None)])));
+                links.push(format!(
+                    "<{}>; rel=\"next\"",
+                    self.link(&[("pageid", Some(&last)), ("page", None)])
+                ));
             }
             (page, links.join(", "))
         } else {
-            let order = cond::parse_order(order.as_deref().unwrap_or("")).map_err(|m| CwError::bad_request(format!("Invalid orderBy: {m}.")))?;
+            let order = cond::parse_order(order.as_deref().unwrap_or(""))
+                .map_err(|m| CwError::bad_request(format!("Invalid orderBy: {m}.")))?;
             cond::sort(&mut items, &order);
             let page_no = match qget(&self.query, "page") {
                 None => 1,
-                Some(s) => s.trim().parse::<usize>().ok().filter(|p| *p >= 1).ok_or_else(|| CwError::bad_request(format!("page '{s}' is not valid.")))?,
+                Some(s) => s
+                    .trim()
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|p| *p >= 1)
+                    .ok_or_else(|| CwError::bad_request(format!("page '{s}' is not valid.")))?,
             };
             let total = items.len();
             let last_page = total.div_ceil(page_size).max(1);
-            let page: Vec<Value> = items.into_iter().skip((page_no - 1).saturating_mul(page_size)).take(page_size).collect();
+            let page: Vec<Value> = items
+                .into_iter()
+                .skip((page_no - 1).saturating_mul(page_size))
+                .take(page_size)
+                .collect();
             let mut links = Vec::new();
             let p = |n: usize| n.to_string();
             if page_no > 1 {
-                links.push(format!("<{}>; rel=\"first\"", self.link(&[("page", Some(&p(1)))])));
-                links.push(format!("<{}>; rel=\"prev\"", self.link(&[("page", Some(&p((page_no - 1).min(last_page))))])));
+                links.push(format!(
+                    "<{}>; rel=\"first\"",
+                    self.link(&[("page", Some(&p(1)))])
+                ));
+                links.push(format!(
+                    "<{}>; rel=\"prev\"",
+                    self.link(&[("page", Some(&p((page_no - 1).min(last_page))))])
+                ));
             }
             if page_no < last_page {
-                links.push(format!("<{}>; rel=\"next\"", self.link(&[("page", Some(&p(page_no + 1)))])));
-                links.push(format!("<{}>; rel=\"last\"", self.link(&[("page", Some(&p(last_page)))])));
+                links.push(format!(
+                    "<{}>; rel=\"next\"",
+                    self.link(&[("page", Some(&p(page_no + 1)))])
+                ));
+                links.push(format!(
+                    "<{}>; rel=\"last\"",
+                    self.link(&[("page", Some(&p(last_page)))])
+                ));
             }
             (page, links.join(", "))
         };
@@ -330,13 +449,21 @@ fn dispatch(
         known,
     };
     let get = *method == Method::GET;
-    let only = |ok: bool| if ok { Ok(()) } else { Err(CwError::method_not_allowed()) };
+    let only = |ok: bool| {
+        if ok {
+            Ok(())
+        } else {
+            Err(CwError::method_not_allowed())
+        }
+    };
     match s.as_slice() {
         ["system", "info"] => {
             only(get)?;
             need(member, Perm::SystemInfo)?;
-            ok_json(json!({"version": "v2025.1.108640", "isCloud": false, "serverTimeZone": "Eastern Standard Time",
-                           "licenseBits": [], "cloudRegion": "NA", "maxWorkFlowRecordsAllowed": 1000}))
+            ok_json(
+                json!({"version": "v2025.1.108640", "isCloud": false, "serverTimeZone": "Eastern Standard Time",
+                           "licenseBits": [], "cloudRegion": "NA", "maxWorkFlowRecordsAllowed": 1000}),
+            )
         }
         ["system", "callbacks", rest @ ..] => {
             need(member, Perm::Callbacks)?;
@@ -350,11 +477,17 @@ fn dispatch(
                 [] | ["count"] => {
                     let items: Vec<Value> = st.boards.iter().map(|b| st.render_board(b)).collect();
                     drop(st);
-                    if rest.is_empty() { list(&[]).respond(items) } else { list(&[]).count(items) }
+                    if rest.is_empty() {
+                        list(&[]).respond(items)
+                    } else {
+                        list(&[]).count(items)
+                    }
                 }
                 [id] => {
                     let id = parse_id(id, "Board")?;
-                    let b = st.board(id).ok_or_else(|| CwError::not_found(format!("Board {id} not found")))?;
+                    let b = st
+                        .board(id)
+                        .ok_or_else(|| CwError::not_found(format!("Board {id} not found")))?;
                     ok_json(st.render_board(b))
                 }
                 [id, kind, more @ ..] => {
@@ -363,10 +496,29 @@ fn dispatch(
                         return Err(CwError::not_found(format!("Board {bid} not found")));
                     }
                     let items: Vec<Value> = match *kind {
-                        "statuses" => st.board_statuses(bid).into_iter().map(|x| st.render_status(x)).collect(),
-                        "types" => st.types.iter().filter(|x| x.board_id == bid).map(|x| st.render_board_item(x)).collect(),
-                        "subtypes" => st.subtypes.iter().filter(|x| x.board_id == bid).map(|x| st.render_board_item(x)).collect(),
-                        "items" => st.items.iter().filter(|x| x.board_id == bid).map(|x| st.render_board_item(x)).collect(),
+                        "statuses" => st
+                            .board_statuses(bid)
+                            .into_iter()
+                            .map(|x| st.render_status(x))
+                            .collect(),
+                        "types" => st
+                            .types
+                            .iter()
+                            .filter(|x| x.board_id == bid)
+                            .map(|x| st.render_board_item(x))
+                            .collect(),
+                        "subtypes" => st
+                            .subtypes
+                            .iter()
+                            .filter(|x| x.board_id == bid)
+                            .map(|x| st.render_board_item(x))
+                            .collect(),
+                        "items" => st
+                            .items
+                            .iter()
+                            .filter(|x| x.board_id == bid)
+                            .map(|x| st.render_board_item(x))
+                            .collect(),
                         _ => return Err(CwError::no_endpoint()),
                     };
                     drop(st);
@@ -380,7 +532,9 @@ fn dispatch(
                                 .find(|v| v["id"].as_u64() == Some(sid))
                                 .map(axum::Json)
                                 .map(IntoResponse::into_response)
-                                .ok_or_else(|| CwError::not_found(format!("Record {sid} not found")))
+                                .ok_or_else(|| {
+                                    CwError::not_found(format!("Record {sid} not found"))
+                                })
                         }
                         _ => Err(CwError::no_endpoint()),
                     }
@@ -391,7 +545,11 @@ fn dispatch(
             only(get)?;
             need(member, Perm::ReadService)?;
             let st = app.state();
-            let items: Vec<Value> = st.priorities.iter().map(|p| st.render_priority(p)).collect();
+            let items: Vec<Value> = st
+                .priorities
+                .iter()
+                .map(|p| st.render_priority(p))
+                .collect();
             drop(st);
             match rest {
                 [] => list(&[]).respond(items),
@@ -413,19 +571,33 @@ fn dispatch(
             let st = app.state();
             match rest {
                 [] | ["count"] => {
-                    let items: Vec<Value> = st.companies.iter().map(|c| st.render_company(c)).collect();
+                    let items: Vec<Value> =
+                        st.companies.iter().map(|c| st.render_company(c)).collect();
                     drop(st);
-                    if rest.is_empty() { list(&[]).respond(items) } else { list(&[]).count(items) }
+                    if rest.is_empty() {
+                        list(&[]).respond(items)
+                    } else {
+                        list(&[]).count(items)
+                    }
                 }
                 [id] => {
                     let id = parse_id(id, "Company")?;
-                    let c = st.company(id).ok_or_else(|| CwError::not_found(format!("Company {id} not found")))?;
+                    let c = st
+                        .company(id)
+                        .ok_or_else(|| CwError::not_found(format!("Company {id} not found")))?;
                     ok_json(st.render_company(c))
                 }
                 _ => Err(CwError::no_endpoint()),
             }
         }
-        ["service", "tickets", rest @ ..] => tickets_api(app, method, rest, body, member, list(crate::model::TICKET_FIELDS)),
+        ["service", "tickets", rest @ ..] => tickets_api(
+            app,
+            method,
+            rest,
+            body,
+            member,
+            list(crate::model::TICKET_FIELDS),
+        ),
         _ => Err(CwError::no_endpoint()),
     }
 }
@@ -435,7 +607,14 @@ fn all_tickets(app: &App) -> Vec<Value> {
     st.tickets.values().map(|t| st.render_ticket(t)).collect()
 }
 
-fn tickets_api(app: &App, method: &Method, rest: &[&str], body: &Bytes, member: &Member, mut list: ListReq) -> CwResult<Response> {
+fn tickets_api(
+    app: &App,
+    method: &Method,
+    rest: &[&str],
+    body: &Bytes,
+    member: &Member,
+    mut list: ListReq,
+) -> CwResult<Response> {
     let m = method.clone();
     match rest {
         [] if m == Method::GET => {
@@ -455,7 +634,11 @@ fn tickets_api(app: &App, method: &Method, rest: &[&str], body: &Bytes, member: 
         }
         ["search"] if m == Method::POST => {
             need(member, Perm::ReadTickets)?;
-            let b = if body.is_empty() { json!({}) } else { json_body(body)? };
+            let b = if body.is_empty() {
+                json!({})
+            } else {
+                json_body(body)?
+            };
             let get = |k: &str| {
                 b.as_object()
                     .and_then(|o| o.iter().find(|(kk, _)| kk.eq_ignore_ascii_case(k)))
@@ -499,9 +682,17 @@ fn tickets_api(app: &App, method: &Method, rest: &[&str], body: &Bytes, member: 
                     need(member, Perm::ReadTickets)?;
                     let st = app.state();
                     st.get_ticket(id)?;
-                    let items: Vec<Value> = st.notes.get(&id).map(|ns| ns.iter().map(|n| st.render_note(n)).collect()).unwrap_or_default();
+                    let items: Vec<Value> = st
+                        .notes
+                        .get(&id)
+                        .map(|ns| ns.iter().map(|n| st.render_note(n)).collect())
+                        .unwrap_or_default();
                     drop(st);
-                    if more.len() == 1 { list.respond(items) } else { list.count(items) }
+                    if more.len() == 1 {
+                        list.respond(items)
+                    } else {
+                        list.count(items)
+                    }
                 }
                 (["notes"], Method::POST) => {
                     need(member, Perm::EditTickets)?;
@@ -527,7 +718,11 @@ fn tickets_api(app: &App, method: &Method, rest: &[&str], body: &Bytes, member: 
                     need(member, Perm::ReadTickets)?;
                     let st = app.state();
                     st.get_ticket(id)?;
-                    let items: Vec<Value> = st.notes.get(&id).map(|ns| ns.iter().map(|n| st.render_all_note(n)).collect()).unwrap_or_default();
+                    let items: Vec<Value> = st
+                        .notes
+                        .get(&id)
+                        .map(|ns| ns.iter().map(|n| st.render_all_note(n)).collect())
+                        .unwrap_or_default();
                     drop(st);
                     list.respond(items)
                 }
@@ -538,20 +733,37 @@ fn tickets_api(app: &App, method: &Method, rest: &[&str], body: &Bytes, member: 
                     app.commit(ch);
                     ok_json(v)
                 }
-                ([] | ["notes"] | ["notes", _] | ["allnotes"] | ["merge"], _) => Err(CwError::method_not_allowed()),
+                ([] | ["notes"] | ["notes", _] | ["allnotes"] | ["merge"], _) => {
+                    Err(CwError::method_not_allowed())
+                }
                 _ => Err(CwError::no_endpoint()),
             }
         }
     }
 }
 
-fn callbacks_api(app: &App, method: &Method, rest: &[&str], body: &Bytes, member: &Member, list: ListReq) -> CwResult<Response> {
+fn callbacks_api(
+    app: &App,
+    method: &Method,
+    rest: &[&str],
+    body: &Bytes,
+    member: &Member,
+    list: ListReq,
+) -> CwResult<Response> {
     match (rest, method.clone()) {
         ([], Method::GET) | (["count"], Method::GET) => {
             let st = app.state();
-            let items: Vec<Value> = st.callbacks.values().map(|c| st.render_callback(c)).collect();
+            let items: Vec<Value> = st
+                .callbacks
+                .values()
+                .map(|c| st.render_callback(c))
+                .collect();
             drop(st);
-            if rest.is_empty() { list.respond(items) } else { list.count(items) }
+            if rest.is_empty() {
+                list.respond(items)
+            } else {
+                list.count(items)
+            }
         }
         ([], Method::POST) => {
             let b = json_body(body)?;
@@ -568,7 +780,9 @@ fn callbacks_api(app: &App, method: &Method, rest: &[&str], body: &Bytes, member
                 }
                 Method::PUT | Method::PATCH => {
                     let b = json_body(body)?;
-                    let v = app.state().update_callback(id, &b, m == Method::PATCH, member)?;
+                    let v = app
+                        .state()
+                        .update_callback(id, &b, m == Method::PATCH, member)?;
                     app.mark_dirty();
                     ok_json(v)
                 }

@@ -94,7 +94,10 @@ fn matches(c: &Callback, ch: &Change) -> bool {
 
 fn prepare(app: &App, ch: &Change) -> Vec<Delivery> {
     let st = app.state();
-    let key_url = format!("{}/{CODEBASE}/system/callbackkey/index.rails?companyName={}&id={}", app.base_url, st.company_id, st.key_id);
+    let key_url = format!(
+        "{}/{CODEBASE}/system/callbackkey/index.rails?companyName={}&id={}",
+        app.base_url, st.company_id, st.key_id
+    );
     st.callbacks
         .values()
         .filter(|c| matches(c, ch))
@@ -142,7 +145,10 @@ pub async fn dispatcher(app: App, mut rx: mpsc::UnboundedReceiver<Vec<Change>>) 
     loop {
         let hold_timeout = {
             let f = app.faults();
-            Duration::from_secs_f64((2.0 * f.cfg.time_scale).max(0.1) + f.cfg.callbacks.delay_ms as f64 / 1000.0 * f.cfg.time_scale)
+            Duration::from_secs_f64(
+                (2.0 * f.cfg.time_scale).max(0.1)
+                    + f.cfg.callbacks.delay_ms as f64 / 1000.0 * f.cfg.time_scale,
+            )
         };
         let next = if held.is_some() {
             match tokio::time::timeout(hold_timeout, rx.recv()).await {
@@ -223,10 +229,11 @@ fn spawn_sequence(app: App, groups: Vec<Vec<Delivery>>) {
 async fn deliver(app: &App, d: Delivery) {
     let scale = app.time_scale();
     let timeout = Duration::from_secs_f64((5.0 * scale).max(0.2));
-    let waits = [2.0, 4.0];
+    // seconds to wait before the 2nd and 3rd attempt (none after the 3rd)
+    let waits = [Some(2.0), Some(4.0), None];
     let mut attempts = Vec::new();
     let mut ok = false;
-    for attempt in 0..3 {
+    for wait in waits {
         let res = app
             .http
             .post(&d.url)
@@ -240,22 +247,34 @@ async fn deliver(app: &App, d: Delivery) {
             Ok(r) => {
                 let s = r.status().as_u16();
                 ok = r.status().is_success();
-                (matches!(s, 404 | 409 | 419 | 429), json!({"status": s, "at": crate::model::now_str()}))
+                (
+                    matches!(s, 404 | 409 | 419 | 429),
+                    json!({"status": s, "at": crate::model::now_str()}),
+                )
             }
-            Err(e) => (false, json!({"error": e.to_string(), "at": crate::model::now_str()})),
+            Err(e) => (
+                false,
+                json!({"error": e.to_string(), "at": crate::model::now_str()}),
+            ),
         };
         attempts.push(rec);
-        if ok || !retry || attempt == 2 {
-            break;
+        match wait {
+            Some(w) if !ok && retry => tokio::time::sleep(Duration::from_secs_f64(w * scale)).await,
+            _ => break,
         }
-        tokio::time::sleep(Duration::from_secs_f64(waits[attempt] * scale)).await;
     }
-    log(app, json!({"message_id": d.message_id, "callback_id": d.callback_id, "url": d.url, "action": d.action,
-                    "ticket_id": d.ticket_id, "outcome": if ok { "delivered" } else { "failed" }, "attempts": attempts}));
+    log(
+        app,
+        json!({"message_id": d.message_id, "callback_id": d.callback_id, "url": d.url, "action": d.action,
+                    "ticket_id": d.ticket_id, "outcome": if ok { "delivered" } else { "failed" }, "attempts": attempts}),
+    );
     // failure accounting
     let (limit, secs) = {
         let f = app.faults();
-        (f.cfg.callbacks.inactivate_after_failures, f.cfg.callbacks.inactivate_after_secs * f.cfg.time_scale)
+        (
+            f.cfg.callbacks.inactivate_after_failures,
+            f.cfg.callbacks.inactivate_after_secs * f.cfg.time_scale,
+        )
     };
     let now = time::OffsetDateTime::now_utc().unix_timestamp_nanos() as f64 / 1e9;
     let mut st = app.state();
@@ -266,7 +285,9 @@ async fn deliver(app: &App, d: Delivery) {
         } else {
             c.consecutive_failures += 1;
             let since = *c.failing_since.get_or_insert(now);
-            if (limit > 0 && c.consecutive_failures >= limit) || (c.consecutive_failures >= 2 && now - since >= secs) {
+            if (limit > 0 && c.consecutive_failures >= limit)
+                || (c.consecutive_failures >= 2 && now - since >= secs)
+            {
                 c.inactive = true;
             }
         }

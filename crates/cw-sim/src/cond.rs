@@ -45,8 +45,17 @@ pub enum Expr {
     And(Box<Expr>, Box<Expr>),
     Or(Box<Expr>, Box<Expr>),
     Not(Box<Expr>),
-    Cmp { path: Vec<String>, op: Op, negate: bool, lit: Lit },
-    In { path: Vec<String>, negate: bool, lits: Vec<Lit> },
+    Cmp {
+        path: Vec<String>,
+        op: Op,
+        negate: bool,
+        lit: Lit,
+    },
+    In {
+        path: Vec<String>,
+        negate: bool,
+        lits: Vec<Lit>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -78,7 +87,10 @@ fn lex(s: &str) -> Result<Vec<(usize, Tok)>, ParseError> {
     let cs: Vec<char> = s.chars().collect();
     let mut i = 0;
     let mut out = Vec::new();
-    let err = |p: usize, m: String| ParseError { position: p + 1, message: m };
+    let err = |p: usize, m: String| ParseError {
+        position: p + 1,
+        message: m,
+    };
     while i < cs.len() {
         let c = cs[i];
         let start = i;
@@ -134,7 +146,9 @@ fn lex(s: &str) -> Result<Vec<(usize, Tok)>, ParseError> {
                             i += 1;
                             break;
                         }
-                        Some(&'[') if cs.get(i + 1) == Some(&'[') && cs.get(i + 2) == Some(&']') => {
+                        Some(&'[')
+                            if cs.get(i + 1) == Some(&'[') && cs.get(i + 2) == Some(&']') =>
+                        {
                             // `[[]` is ConnectWise's escape for a literal `[`.
                             v.push('[');
                             i += 3;
@@ -165,7 +179,9 @@ fn lex(s: &str) -> Result<Vec<(usize, Tok)>, ParseError> {
                 }
                 out.push((start, Tok::Date(v)));
             }
-            c if c.is_ascii_digit() || (c == '-' && cs.get(i + 1).is_some_and(|d| d.is_ascii_digit())) => {
+            c if c.is_ascii_digit()
+                || (c == '-' && cs.get(i + 1).is_some_and(|d| d.is_ascii_digit())) =>
+            {
                 let mut v = String::new();
                 v.push(c);
                 i += 1;
@@ -176,12 +192,15 @@ fn lex(s: &str) -> Result<Vec<(usize, Tok)>, ParseError> {
                 if i < cs.len() && (cs[i].is_alphabetic() || cs[i] == '_') {
                     return Err(err(start, format!("invalid number '{v}{}'", cs[i])));
                 }
-                let n: f64 = v.parse().map_err(|_| err(start, format!("invalid number '{v}'")))?;
+                let n: f64 = v
+                    .parse()
+                    .map_err(|_| err(start, format!("invalid number '{v}'")))?;
                 out.push((start, Tok::Num(n)));
             }
             c if c.is_alphabetic() || c == '_' => {
                 let mut v = String::new();
-                while i < cs.len() && (cs[i].is_alphanumeric() || matches!(cs[i], '_' | '/' | '.')) {
+                while i < cs.len() && (cs[i].is_alphanumeric() || matches!(cs[i], '_' | '/' | '.'))
+                {
                     v.push(cs[i]);
                     i += 1;
                 }
@@ -221,14 +240,20 @@ impl Parser {
         self.toks.get(self.pos).map(|t| &t.1)
     }
     fn at(&self) -> usize {
-        self.toks.get(self.pos).map(|t| t.0 + 1).unwrap_or(self.len + 1)
+        self.toks
+            .get(self.pos)
+            .map(|t| t.0 + 1)
+            .unwrap_or(self.len + 1)
     }
     fn err<T>(&self, expected: &str) -> Result<T, ParseError> {
         let found = match self.peek() {
             Some(t) => describe(t),
             None => "end of conditions".into(),
         };
-        Err(ParseError { position: self.at(), message: format!("expected {expected} but found {found}") })
+        Err(ParseError {
+            position: self.at(),
+            message: format!("expected {expected} but found {found}"),
+        })
     }
     fn next(&mut self) -> Option<Tok> {
         let t = self.toks.get(self.pos).map(|t| t.1.clone());
@@ -328,7 +353,12 @@ impl Parser {
         };
         self.pos += 1;
         let lit = self.value()?;
-        Ok(Expr::Cmp { path, op, negate, lit })
+        Ok(Expr::Cmp {
+            path,
+            op,
+            negate,
+            lit,
+        })
     }
     fn value(&mut self) -> Result<Lit, ParseError> {
         let at = self.at();
@@ -351,9 +381,11 @@ impl Parser {
 }
 
 fn is_reserved(w: &str) -> bool {
-    ["and", "or", "not", "contains", "like", "in", "true", "false", "null"]
-        .iter()
-        .any(|k| w.eq_ignore_ascii_case(k))
+    [
+        "and", "or", "not", "contains", "like", "in", "true", "false", "null",
+    ]
+    .iter()
+    .any(|k| w.eq_ignore_ascii_case(k))
 }
 
 pub fn parse_date(s: &str) -> Option<OffsetDateTime> {
@@ -370,7 +402,11 @@ pub fn parse(s: &str) -> Result<Option<Expr>, ParseError> {
     if toks.is_empty() {
         return Ok(None);
     }
-    let mut p = Parser { toks, pos: 0, len: s.chars().count() };
+    let mut p = Parser {
+        toks,
+        pos: 0,
+        len: s.chars().count(),
+    };
     let e = p.expr()?;
     if p.pos < p.toks.len() {
         return p.err("and, or or end of conditions");
@@ -406,7 +442,11 @@ pub fn resolve<'a>(v: &'a Value, path: &[impl AsRef<str>]) -> Option<&'a Value> 
     for (i, seg) in path.iter().enumerate() {
         let seg = seg.as_ref();
         let obj = cur.as_object()?;
-        let found = obj.get(seg).or_else(|| obj.iter().find(|(k, _)| k.eq_ignore_ascii_case(seg)).map(|(_, v)| v));
+        let found = obj.get(seg).or_else(|| {
+            obj.iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(seg))
+                .map(|(_, v)| v)
+        });
         match found {
             Some(x) => cur = x,
             None if i == 0 && path.len() == 1 => {
@@ -496,7 +536,9 @@ fn eval_cmp(v: Option<&Value>, op: Op, lit: &Lit) -> bool {
             _ => false,
         },
         _ => {
-            let Some(o) = cmp_lit(v, lit) else { return false };
+            let Some(o) = cmp_lit(v, lit) else {
+                return false;
+            };
             match op {
                 Op::Eq => o == Ordering::Equal,
                 Op::Ne => o != Ordering::Equal,
@@ -515,7 +557,12 @@ pub fn eval(e: &Expr, rec: &Value) -> bool {
         Expr::And(a, b) => eval(a, rec) && eval(b, rec),
         Expr::Or(a, b) => eval(a, rec) || eval(b, rec),
         Expr::Not(a) => !eval(a, rec),
-        Expr::Cmp { path, op, negate, lit } => {
+        Expr::Cmp {
+            path,
+            op,
+            negate,
+            lit,
+        } => {
             let v = resolve(rec, path);
             let r = eval_cmp(v, *op, lit);
             if *negate {
@@ -528,7 +575,11 @@ pub fn eval(e: &Expr, rec: &Value) -> bool {
         Expr::In { path, negate, lits } => {
             let v = resolve(rec, path);
             let r = lits.iter().any(|l| eval_cmp(v, Op::Eq, l));
-            if *negate { matches!(v, Some(x) if !x.is_null()) && !r } else { r }
+            if *negate {
+                matches!(v, Some(x) if !x.is_null()) && !r
+            } else {
+                r
+            }
         }
     }
 }
@@ -542,7 +593,10 @@ pub fn parse_order(s: &str) -> Result<Vec<(Vec<String>, bool)>, String> {
             [] => continue,
             [f] => out.push((f.split('/').map(String::from).collect(), false)),
             [f, d] if d.eq_ignore_ascii_case("asc") || d.eq_ignore_ascii_case("desc") => {
-                out.push((f.split('/').map(String::from).collect(), d.eq_ignore_ascii_case("desc")))
+                out.push((
+                    f.split('/').map(String::from).collect(),
+                    d.eq_ignore_ascii_case("desc"),
+                ))
             }
             _ => return Err(format!("invalid orderBy clause '{}'", part.trim())),
         }
@@ -556,9 +610,11 @@ fn cmp_values(a: Option<&Value>, b: Option<&Value>) -> Ordering {
         _ => 1,
     };
     match (a, b) {
-        (Some(Value::Number(x)), Some(Value::Number(y))) => {
-            x.as_f64().unwrap_or(0.0).partial_cmp(&y.as_f64().unwrap_or(0.0)).unwrap_or(Ordering::Equal)
-        }
+        (Some(Value::Number(x)), Some(Value::Number(y))) => x
+            .as_f64()
+            .unwrap_or(0.0)
+            .partial_cmp(&y.as_f64().unwrap_or(0.0))
+            .unwrap_or(Ordering::Equal),
         (Some(Value::String(x)), Some(Value::String(y))) => x.to_lowercase().cmp(&y.to_lowercase()),
         (Some(Value::Bool(x)), Some(Value::Bool(y))) => x.cmp(y),
         _ => rank(a).cmp(&rank(b)),
@@ -590,7 +646,9 @@ pub fn project(v: &Value, fields: &[Vec<String>]) -> Value {
                     obj.insert(seg.clone(), x.clone());
                     break;
                 }
-                cur = obj.entry(seg.clone()).or_insert_with(|| Value::Object(Default::default()));
+                cur = obj
+                    .entry(seg.clone())
+                    .or_insert_with(|| Value::Object(Default::default()));
                 if !cur.is_object() {
                     break;
                 }
@@ -628,7 +686,10 @@ mod tests {
         assert!(!m("LastUpdated > [2024-05-01T10:00:00Z]", &t));
         assert!(m("id in (1, 3000000001)", &t));
         assert!(m("id not in (1,2)", &t));
-        assert!(m("(id = 1 OR id = 3000000001) and not closedFlag = true", &t));
+        assert!(m(
+            "(id = 1 OR id = 3000000001) and not closedFlag = true",
+            &t
+        ));
         assert!(m("owner = null", &t));
         assert!(!m("owner != null", &t));
         assert!(m("summary != null", &t));
@@ -672,15 +733,19 @@ mod tests {
 
     #[test]
     fn order_and_fields() {
-        let mut v = vec![json!({"id": 2, "n": "b"}), json!({"id": 1, "n": "a"}), json!({"id": 3, "n": "a"})];
+        let mut v = vec![
+            json!({"id": 2, "n": "b"}),
+            json!({"id": 1, "n": "a"}),
+            json!({"id": 3, "n": "a"}),
+        ];
         sort(&mut v, &parse_order("n desc").unwrap());
         assert_eq!(v[0]["id"], 2);
         assert_eq!(v[1]["id"], 1);
         assert!(parse_order("id sideways").is_err());
-        let p = project(&json!({"id": 1, "status": {"id": 5, "name": "New"}, "x": 1}), &[
-            vec!["id".into()],
-            vec!["status".into(), "name".into()],
-        ]);
+        let p = project(
+            &json!({"id": 1, "status": {"id": 5, "name": "New"}, "x": 1}),
+            &[vec!["id".into()], vec!["status".into(), "name".into()]],
+        );
         assert_eq!(p, json!({"id": 1, "status": {"name": "New"}}));
     }
 }

@@ -20,7 +20,11 @@ impl FieldError {
         }
     }
     pub fn invalid(field: &str, message: impl Into<String>) -> Self {
-        FieldError { code: "InvalidField", message: message.into(), field: field.to_string() }
+        FieldError {
+            code: "InvalidField",
+            message: message.into(),
+            field: field.to_string(),
+        }
     }
 }
 
@@ -56,7 +60,11 @@ impl CwError {
         Self::new(StatusCode::NOT_FOUND, "NotFound", message)
     }
     pub fn no_endpoint() -> Self {
-        Self::new(StatusCode::NOT_FOUND, "ConnectWiseApi", "The endpoint does not exist.")
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "ConnectWiseApi",
+            "The endpoint does not exist.",
+        )
     }
     pub fn method_not_allowed() -> Self {
         Self::new(

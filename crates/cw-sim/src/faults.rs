@@ -33,7 +33,11 @@ pub struct RateLimit429 {
 
 impl Default for RateLimit429 {
     fn default() -> Self {
-        RateLimit429 { every_n: None, rate: None, retry_after_secs: Some(30) }
+        RateLimit429 {
+            every_n: None,
+            rate: None,
+            retry_after_secs: Some(30),
+        }
     }
 }
 
@@ -53,7 +57,13 @@ pub struct ApplyThenFail {
 
 impl Default for ApplyThenFail {
     fn default() -> Self {
-        ApplyThenFail { mode: "500".into(), delay_ms: 10_000, count: 1, method: None, path_prefix: None }
+        ApplyThenFail {
+            mode: "500".into(),
+            delay_ms: 10_000,
+            count: 1,
+            method: None,
+            path_prefix: None,
+        }
     }
 }
 
@@ -160,16 +170,28 @@ impl FaultRuntime {
                 self.quota_used = 0;
             }
             if self.quota_used >= q {
-                let left = window.saturating_sub(self.quota_window.elapsed()).as_secs_f64().ceil().max(1.0) as u64;
-                return Pre::TooMany { retry_after: Some(left) };
+                let left = window
+                    .saturating_sub(self.quota_window.elapsed())
+                    .as_secs_f64()
+                    .ceil()
+                    .max(1.0) as u64;
+                return Pre::TooMany {
+                    retry_after: Some(left),
+                };
             }
             self.quota_used += 1;
         }
         if let Some(rl) = &self.cfg.rate_limit_429 {
-            let by_n = rl.every_n.is_some_and(|n| n > 0 && self.requests.is_multiple_of(n));
-            let by_rate = rl.rate.is_some_and(|r| r > 0.0 && self.rng.random::<f64>() < r);
+            let by_n = rl
+                .every_n
+                .is_some_and(|n| n > 0 && self.requests.is_multiple_of(n));
+            let by_rate = rl
+                .rate
+                .is_some_and(|r| r > 0.0 && self.rng.random::<f64>() < r);
             if by_n || by_rate {
-                return Pre::TooMany { retry_after: rl.retry_after_secs };
+                return Pre::TooMany {
+                    retry_after: rl.retry_after_secs,
+                };
             }
         }
         let latency = self.scaled(self.cfg.latency_ms);
@@ -185,10 +207,17 @@ impl FaultRuntime {
         if self.apply_remaining == 0 {
             return None;
         }
-        if a.method.as_ref().is_some_and(|m| !m.eq_ignore_ascii_case(method)) {
+        if a.method
+            .as_ref()
+            .is_some_and(|m| !m.eq_ignore_ascii_case(method))
+        {
             return None;
         }
-        if a.path_prefix.as_ref().is_some_and(|p| !path.to_ascii_lowercase().starts_with(&p.to_ascii_lowercase())) {
+        if a.path_prefix.as_ref().is_some_and(|p| {
+            !path
+                .to_ascii_lowercase()
+                .starts_with(&p.to_ascii_lowercase())
+        }) {
             return None;
         }
         self.apply_remaining -= 1;

@@ -43,7 +43,12 @@ pub struct SimOptions {
 
 impl Default for SimOptions {
     fn default() -> Self {
-        SimOptions { bind: SocketAddr::from(([127, 0, 0, 1], 0)), seed: Seed::Empty, state_dir: None, time_scale: 1.0 }
+        SimOptions {
+            bind: SocketAddr::from(([127, 0, 0, 1], 0)),
+            seed: Seed::Empty,
+            state_dir: None,
+            time_scale: 1.0,
+        }
     }
 }
 
@@ -78,7 +83,14 @@ pub(crate) fn random_hex(bytes: usize) -> String {
 
 pub(crate) fn random_guid() -> String {
     let h = random_hex(16);
-    format!("{}-{}-4{}-a{}-{}", &h[0..8], &h[8..12], &h[13..16], &h[17..20], &h[20..32])
+    format!(
+        "{}-{}-4{}-a{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[13..16],
+        &h[17..20],
+        &h[20..32]
+    )
 }
 
 /// Shared server state.
@@ -151,7 +163,10 @@ impl SimHandle {
             let _ = tx.send(());
         }
         let abort = self.server.abort_handle();
-        if tokio::time::timeout(std::time::Duration::from_secs(3), &mut self.server).await.is_err() {
+        if tokio::time::timeout(std::time::Duration::from_secs(3), &mut self.server)
+            .await
+            .is_err()
+        {
             abort.abort();
         }
         for t in &self.tasks {
@@ -178,7 +193,15 @@ pub async fn start(opts: SimOptions) -> anyhow::Result<SimHandle> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let listener = tokio::net::TcpListener::bind(opts.bind).await?;
     let addr = listener.local_addr()?;
-    let authority = format!("{}:{}", if addr.ip().is_unspecified() { "127.0.0.1".to_string() } else { addr.ip().to_string() }, addr.port());
+    let authority = format!(
+        "{}:{}",
+        if addr.ip().is_unspecified() {
+            "127.0.0.1".to_string()
+        } else {
+            addr.ip().to_string()
+        },
+        addr.port()
+    );
     let url = format!("http://{authority}");
 
     let state_file = match &opts.state_dir {
@@ -192,7 +215,10 @@ pub async fn start(opts: SimOptions) -> anyhow::Result<SimHandle> {
     let loaded = match &state_file {
         Some(f) if tokio::fs::try_exists(f).await? => {
             let bytes = tokio::fs::read(f).await?;
-            Some(serde_json::from_slice::<State>(&bytes).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", f.display()))?)
+            Some(
+                serde_json::from_slice::<State>(&bytes)
+                    .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", f.display()))?,
+            )
         }
         _ => None,
     };
@@ -209,8 +235,13 @@ pub async fn start(opts: SimOptions) -> anyhow::Result<SimHandle> {
     let login_company = state.company_id.clone();
 
     let (cb_tx, cb_rx) = mpsc::unbounded_channel();
-    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build()?;
-    let faults = faults::Faults { time_scale: opts.time_scale, ..Default::default() };
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()?;
+    let faults = faults::Faults {
+        time_scale: opts.time_scale,
+        ..Default::default()
+    };
     let app: App = Arc::new(Sim {
         state: Mutex::new(state),
         faults: Mutex::new(faults::FaultRuntime::new(faults)),
@@ -246,7 +277,16 @@ pub async fn start(opts: SimOptions) -> anyhow::Result<SimHandle> {
             })
             .await;
     });
-    Ok(SimHandle { url, login_company, demo_keys, app, shutdown_tx: Some(shutdown_tx), server, tasks, state_file })
+    Ok(SimHandle {
+        url,
+        login_company,
+        demo_keys,
+        app,
+        shutdown_tx: Some(shutdown_tx),
+        server,
+        tasks,
+        state_file,
+    })
 }
 
 fn router(app: App) -> axum::Router {
@@ -257,7 +297,10 @@ fn router(app: App) -> axum::Router {
         .route("/__sim/seed", post(admin::seed))
         .route("/__sim/state", get(admin::state))
         .route("/__sim/members", post(admin::add_member))
-        .route("/__sim/faults", get(admin::get_faults).put(admin::put_faults))
+        .route(
+            "/__sim/faults",
+            get(admin::get_faults).put(admin::put_faults),
+        )
         .route("/ui", get(ui::list))
         .route("/ui/tickets/{id}", get(ui::ticket))
         .route("/ui/tickets/{id}/notes", post(ui::add_note))

@@ -3,7 +3,10 @@ use clap::Parser;
 use std::net::SocketAddr;
 
 #[derive(Parser)]
-#[command(name = "cw-sim", about = "A ConnectWise PSA stand-in for tests and demos")]
+#[command(
+    name = "cw-sim",
+    about = "A ConnectWise PSA stand-in for tests and demos"
+)]
 struct Args {
     /// TCP port (0 = any free port)
     #[arg(long, default_value_t = 0)]

@@ -32,12 +32,16 @@ pub fn now_str() -> String {
 
 pub fn fmt_time(t: OffsetDateTime) -> String {
     let f = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
-    t.to_offset(time::UtcOffset::UTC).format(&f).unwrap_or_default()
+    t.to_offset(time::UtcOffset::UTC)
+        .format(&f)
+        .unwrap_or_default()
 }
 
 /// Length as ConnectWise counts it: UTF-16 code units (a character outside the BMP counts 2).
 pub fn utf16_len(s: &str) -> usize {
-    s.chars().map(|c| if (c as u32) > 0xFFFF { 2 } else { 1 }).sum()
+    s.chars()
+        .map(|c| if (c as u32) > 0xFFFF { 2 } else { 1 })
+        .sum()
 }
 
 pub fn sha256_hex(s: &str) -> String {
@@ -87,7 +91,9 @@ impl Role {
         match self {
             Role::Admin => true,
             Role::Technician => p != Perm::Callbacks,
-            Role::Restricted => matches!(p, Perm::SystemInfo | Perm::ReadService | Perm::ReadTickets),
+            Role::Restricted => {
+                matches!(p, Perm::SystemInfo | Perm::ReadService | Perm::ReadTickets)
+            }
         }
     }
 }
@@ -106,7 +112,14 @@ pub struct Member {
 }
 
 impl Member {
-    pub fn new(id: u64, identifier: &str, name: &str, role: Role, public_key: &str, private_key: &str) -> Self {
+    pub fn new(
+        id: u64,
+        identifier: &str,
+        name: &str,
+        role: Role,
+        public_key: &str,
+        private_key: &str,
+    ) -> Self {
         let salt = crate::random_hex(16);
         Member {
             id,
@@ -296,7 +309,10 @@ pub const TICKET_STRINGS: &[(&str, usize)] = &[
 const TICKET_ENUMS: &[(&str, &[&str])] = &[
     ("severity", &["Low", "Medium", "High"]),
     ("impact", &["Low", "Medium", "High"]),
-    ("recordType", &["ServiceTicket", "ProjectTicket", "ProjectIssue"]),
+    (
+        "recordType",
+        &["ServiceTicket", "ProjectTicket", "ProjectIssue"],
+    ),
 ];
 const TICKET_FLAGS: &[&str] = &[
     "customerUpdatedFlag",
@@ -307,17 +323,59 @@ const TICKET_FLAGS: &[&str] = &[
 ];
 /// Accepted on writes, not stored.
 const TICKET_TRANSIENT: &[&str] = &["processNotifications", "skipCallback"];
-const TICKET_REFS: &[&str] = &["board", "status", "company", "priority", "type", "subType", "item", "owner"];
+const TICKET_REFS: &[&str] = &[
+    "board", "status", "company", "priority", "type", "subType", "item", "owner",
+];
 
 /// Top-level fields known to `conditions` on tickets.
 pub const TICKET_FIELDS: &[&str] = &[
-    "id", "summary", "recordType", "board", "status", "company", "priority", "type", "subType", "item", "owner",
-    "wbsCode", "siteName", "addressLine1", "addressLine2", "city", "stateIdentifier", "zip", "contactName",
-    "contactPhoneNumber", "contactPhoneExtension", "contactEmailAddress", "externalXRef", "poNumber",
-    "automaticEmailCc", "severity", "impact", "customerUpdatedFlag", "allowAllClientsPortalView",
-    "automaticEmailContactFlag", "automaticEmailResourceFlag", "automaticEmailCcFlag", "closedFlag",
-    "closedDate", "closedBy", "mergedParentTicket", "parentTicketId", "hasChildTicket", "_info", "lastUpdated",
-    "dateEntered", "enteredBy", "updatedBy", "contact", "team", "source", "approved",
+    "id",
+    "summary",
+    "recordType",
+    "board",
+    "status",
+    "company",
+    "priority",
+    "type",
+    "subType",
+    "item",
+    "owner",
+    "wbsCode",
+    "siteName",
+    "addressLine1",
+    "addressLine2",
+    "city",
+    "stateIdentifier",
+    "zip",
+    "contactName",
+    "contactPhoneNumber",
+    "contactPhoneExtension",
+    "contactEmailAddress",
+    "externalXRef",
+    "poNumber",
+    "automaticEmailCc",
+    "severity",
+    "impact",
+    "customerUpdatedFlag",
+    "allowAllClientsPortalView",
+    "automaticEmailContactFlag",
+    "automaticEmailResourceFlag",
+    "automaticEmailCcFlag",
+    "closedFlag",
+    "closedDate",
+    "closedBy",
+    "mergedParentTicket",
+    "parentTicketId",
+    "hasChildTicket",
+    "_info",
+    "lastUpdated",
+    "dateEntered",
+    "enteredBy",
+    "updatedBy",
+    "contact",
+    "team",
+    "source",
+    "approved",
 ];
 
 enum RefKey {
@@ -333,7 +391,10 @@ fn ref_key(input: &Map<String, Value>, field: &str, errs: &mut Vec<FieldError>) 
                 match id.as_u64() {
                     Some(n) => Some(RefKey::Id(n)),
                     None => {
-                        errs.push(FieldError::invalid(field, format!("The {field} id must be an integer.")));
+                        errs.push(FieldError::invalid(
+                            field,
+                            format!("The {field} id must be an integer."),
+                        ));
                         None
                     }
                 }
@@ -341,28 +402,43 @@ fn ref_key(input: &Map<String, Value>, field: &str, errs: &mut Vec<FieldError>) 
                 if field == "company" || field == "owner" {
                     Some(RefKey::Ident(s.clone()))
                 } else {
-                    errs.push(FieldError::invalid(field, format!("The {field} must be referenced by id.")));
+                    errs.push(FieldError::invalid(
+                        field,
+                        format!("The {field} must be referenced by id."),
+                    ));
                     None
                 }
             } else if field == "board" || field == "status" || field == "priority" {
                 // ConnectWise also accepts a name for some references.
                 match o.get("name") {
                     Some(Value::String(_)) => {
-                        errs.push(FieldError::invalid(field, format!("The {field} must be referenced by id.")));
+                        errs.push(FieldError::invalid(
+                            field,
+                            format!("The {field} must be referenced by id."),
+                        ));
                         None
                     }
                     _ => {
-                        errs.push(FieldError::invalid(field, format!("The {field} reference needs an id.")));
+                        errs.push(FieldError::invalid(
+                            field,
+                            format!("The {field} reference needs an id."),
+                        ));
                         None
                     }
                 }
             } else {
-                errs.push(FieldError::invalid(field, format!("The {field} reference needs an id.")));
+                errs.push(FieldError::invalid(
+                    field,
+                    format!("The {field} reference needs an id."),
+                ));
                 None
             }
         }
         Some(_) => {
-            errs.push(FieldError::invalid(field, format!("The {field} field must be an object, e.g. {{\"id\": 1}}.")));
+            errs.push(FieldError::invalid(
+                field,
+                format!("The {field} field must be an object, e.g. {{\"id\": 1}}."),
+            ));
             None
         }
     }
@@ -407,7 +483,11 @@ impl State {
         self.companies.iter().find(|c| c.id == id)
     }
     pub fn board_statuses(&self, board: u64) -> Vec<&BoardStatus> {
-        let mut v: Vec<&BoardStatus> = self.statuses.iter().filter(|s| s.board_id == board).collect();
+        let mut v: Vec<&BoardStatus> = self
+            .statuses
+            .iter()
+            .filter(|s| s.board_id == board)
+            .collect();
         v.sort_by_key(|s| (s.sort_order, s.id));
         v
     }
@@ -444,7 +524,11 @@ impl State {
                "_info": {"company_href": format!("/company/companies/{id}")}})
     }
     fn item_ref(list: &[BoardItem], id: u64, kind: &str) -> Value {
-        let name = list.iter().find(|i| i.id == id).map(|i| i.name.clone()).unwrap_or_default();
+        let name = list
+            .iter()
+            .find(|i| i.id == id)
+            .map(|i| i.name.clone())
+            .unwrap_or_default();
         json!({"id": id, "name": name, "_info": {format!("{kind}_href"): format!("/service/boards/0/{kind}s/{id}")}})
     }
 
@@ -492,7 +576,10 @@ impl State {
             m.insert("type".into(), Self::item_ref(&self.types, i, "type"));
         }
         if let Some(i) = t.subtype_id {
-            m.insert("subType".into(), Self::item_ref(&self.subtypes, i, "subType"));
+            m.insert(
+                "subType".into(),
+                Self::item_ref(&self.subtypes, i, "subType"),
+            );
         }
         if let Some(i) = t.item_id {
             m.insert("item".into(), Self::item_ref(&self.items, i, "item"));
@@ -504,9 +591,15 @@ impl State {
             m.insert(k.clone(), json!(v));
         }
         for f in TICKET_FLAGS {
-            m.insert((*f).into(), json!(t.flags.get(*f).copied().unwrap_or(false)));
+            m.insert(
+                (*f).into(),
+                json!(t.flags.get(*f).copied().unwrap_or(false)),
+            );
         }
-        let closed = self.status(t.status_id).map(|s| s.closed_status).unwrap_or(false);
+        let closed = self
+            .status(t.status_id)
+            .map(|s| s.closed_status)
+            .unwrap_or(false);
         m.insert("closedFlag".into(), json!(closed));
         if let Some(d) = &t.closed_date {
             m.insert("closedDate".into(), json!(d));
@@ -520,7 +613,11 @@ impl State {
         m.insert("dateEntered".into(), json!(t.date_entered));
         m.insert("enteredBy".into(), json!(t.entered_by));
         if let Some(p) = t.merged_parent {
-            let summary = self.tickets.get(&p).map(|x| x.summary.clone()).unwrap_or_default();
+            let summary = self
+                .tickets
+                .get(&p)
+                .map(|x| x.summary.clone())
+                .unwrap_or_default();
             m.insert(
                 "mergedParentTicket".into(),
                 json!({"id": p, "summary": summary, "_info": {"ticket_href": format!("/service/tickets/{p}")}}),
@@ -535,7 +632,10 @@ impl State {
     }
 
     pub fn render_note(&self, n: &Note) -> Value {
-        let member = self.member(n.member_id).map(|m| m.reference()).unwrap_or(Value::Null);
+        let member = self
+            .member(n.member_id)
+            .map(|m| m.reference())
+            .unwrap_or(Value::Null);
         json!({"id": n.id, "ticketId": n.ticket_id, "text": n.text, "detailDescriptionFlag": n.detail,
                "internalAnalysisFlag": n.internal, "resolutionFlag": n.resolution, "issueFlag": false,
                "member": member, "customerUpdatedFlag": n.customer_updated, "dateCreated": n.date_created,
@@ -545,7 +645,11 @@ impl State {
 
     pub fn render_all_note(&self, n: &Note) -> Value {
         let member = self.member(n.member_id);
-        let summary = self.tickets.get(&n.ticket_id).map(|t| t.summary.clone()).unwrap_or_default();
+        let summary = self
+            .tickets
+            .get(&n.ticket_id)
+            .map(|t| t.summary.clone())
+            .unwrap_or_default();
         json!({"id": n.id, "noteType": "TicketNote",
                "ticket": {"id": n.ticket_id, "summary": summary, "_info": {"ticket_href": format!("/service/tickets/{}", n.ticket_id)}},
                "text": n.text, "isMarkdownFlag": false, "detailDescriptionFlag": n.detail,
@@ -591,7 +695,10 @@ impl State {
     fn resolve_company(&self, key: RefKey, errs: &mut Vec<FieldError>) -> Option<u64> {
         let c = match &key {
             RefKey::Id(id) => self.company(*id),
-            RefKey::Ident(s) => self.companies.iter().find(|c| c.identifier.eq_ignore_ascii_case(s)),
+            RefKey::Ident(s) => self
+                .companies
+                .iter()
+                .find(|c| c.identifier.eq_ignore_ascii_case(s)),
         };
         match c {
             None => {
@@ -599,13 +706,19 @@ impl State {
                     RefKey::Id(id) => format!("id {id}"),
                     RefKey::Ident(s) => format!("identifier '{s}'"),
                 };
-                errs.push(FieldError::invalid("company", format!("Company with {what} was not found.")));
+                errs.push(FieldError::invalid(
+                    "company",
+                    format!("Company with {what} was not found."),
+                ));
                 None
             }
             Some(c) if c.deleted => {
                 errs.push(FieldError::invalid(
                     "company",
-                    format!("Company '{}' has been deleted and cannot be used.", c.identifier),
+                    format!(
+                        "Company '{}' has been deleted and cannot be used.",
+                        c.identifier
+                    ),
                 ));
                 None
             }
@@ -614,12 +727,21 @@ impl State {
     }
 
     /// Validates writable input into a ticket. `prev` is the ticket being replaced/patched.
-    fn build_ticket(&self, input: &Map<String, Value>, prev: Option<&Ticket>, actor: &Member, now: &str) -> CwResult<Ticket> {
+    fn build_ticket(
+        &self,
+        input: &Map<String, Value>,
+        prev: Option<&Ticket>,
+        actor: &Member,
+        now: &str,
+    ) -> CwResult<Ticket> {
         let mut errs = Vec::new();
         let summary = match input.get("summary") {
             Some(Value::String(s)) if !s.trim().is_empty() => {
                 if utf16_len(s) > 100 {
-                    errs.push(FieldError::invalid("summary", "The summary field cannot be longer than 100 characters."));
+                    errs.push(FieldError::invalid(
+                        "summary",
+                        "The summary field cannot be longer than 100 characters.",
+                    ));
                 }
                 s.clone()
             }
@@ -628,7 +750,10 @@ impl State {
                 String::new()
             }
             Some(_) => {
-                errs.push(FieldError::invalid("summary", "The summary field must be a string."));
+                errs.push(FieldError::invalid(
+                    "summary",
+                    "The summary field must be a string.",
+                ));
                 String::new()
             }
         };
@@ -650,11 +775,17 @@ impl State {
         let board_id = match ref_key(input, "board", &mut errs) {
             Some(RefKey::Id(id)) => match self.board(id) {
                 None => {
-                    errs.push(FieldError::invalid("board", format!("Board with id {id} was not found.")));
+                    errs.push(FieldError::invalid(
+                        "board",
+                        format!("Board with id {id} was not found."),
+                    ));
                     None
                 }
                 Some(b) if b.inactive && prev.map(|p| p.board_id) != Some(id) => {
-                    errs.push(FieldError::invalid("board", format!("Board '{}' is inactive.", b.name)));
+                    errs.push(FieldError::invalid(
+                        "board",
+                        format!("Board '{}' is inactive.", b.name),
+                    ));
                     None
                 }
                 Some(b) => Some(b.id),
@@ -674,7 +805,10 @@ impl State {
                 Some(RefKey::Id(id)) => match self.status(id) {
                     Some(s) if s.board_id == b => {
                         if s.inactive && prev.map(|p| p.status_id) != Some(id) {
-                            errs.push(FieldError::invalid("status", format!("Status '{}' is inactive.", s.name)));
+                            errs.push(FieldError::invalid(
+                                "status",
+                                format!("Status '{}' is inactive.", s.name),
+                            ));
                         } else {
                             status_id = Some(id);
                         }
@@ -683,44 +817,64 @@ impl State {
                         "status",
                         format!("Status with id {id} is not a status of board '{board_name}'."),
                     )),
-                    None => errs.push(FieldError::invalid("status", format!("Status with id {id} was not found."))),
+                    None => errs.push(FieldError::invalid(
+                        "status",
+                        format!("Status with id {id} was not found."),
+                    )),
                 },
                 Some(RefKey::Ident(_)) => {}
                 None => match self.default_status(b) {
                     Some(s) => status_id = Some(s.id),
-                    None => errs.push(FieldError::invalid("status", format!("Board '{board_name}' has no default status."))),
+                    None => errs.push(FieldError::invalid(
+                        "status",
+                        format!("Board '{board_name}' has no default status."),
+                    )),
                 },
             }
         }
         let priority_id = match ref_key(input, "priority", &mut errs) {
             Some(RefKey::Id(id)) => {
                 if self.priority(id).is_none() {
-                    errs.push(FieldError::invalid("priority", format!("Priority with id {id} was not found.")));
+                    errs.push(FieldError::invalid(
+                        "priority",
+                        format!("Priority with id {id} was not found."),
+                    ));
                 }
                 Some(id)
             }
             Some(RefKey::Ident(_)) => None,
             None => {
                 if prev.is_none() {
-                    self.priorities.iter().find(|p| p.default_flag).map(|p| p.id)
+                    self.priorities
+                        .iter()
+                        .find(|p| p.default_flag)
+                        .map(|p| p.id)
                 } else {
                     None
                 }
             }
         };
-        let board_item = |field: &str, list: &[BoardItem], errs: &mut Vec<FieldError>| -> Option<u64> {
+        let board_item = |field: &str,
+                          list: &[BoardItem],
+                          errs: &mut Vec<FieldError>|
+         -> Option<u64> {
             match ref_key(input, field, errs) {
-                Some(RefKey::Id(id)) => match list.iter().find(|i| i.id == id) {
-                    Some(i) if Some(i.board_id) == board_id || board_id.is_none() => Some(id),
-                    Some(_) => {
-                        errs.push(FieldError::invalid(field, format!("The {field} with id {id} does not belong to the ticket's board.")));
-                        None
+                Some(RefKey::Id(id)) => {
+                    match list.iter().find(|i| i.id == id) {
+                        Some(i) if Some(i.board_id) == board_id || board_id.is_none() => Some(id),
+                        Some(_) => {
+                            errs.push(FieldError::invalid(field, format!("The {field} with id {id} does not belong to the ticket's board.")));
+                            None
+                        }
+                        None => {
+                            errs.push(FieldError::invalid(
+                                field,
+                                format!("The {field} with id {id} was not found."),
+                            ));
+                            None
+                        }
                     }
-                    None => {
-                        errs.push(FieldError::invalid(field, format!("The {field} with id {id} was not found.")));
-                        None
-                    }
-                },
+                }
                 _ => None,
             }
         };
@@ -731,14 +885,24 @@ impl State {
             Some(RefKey::Id(id)) => match self.member(id) {
                 Some(m) => Some(m.id),
                 None => {
-                    errs.push(FieldError::invalid("owner", format!("Member with id {id} was not found.")));
+                    errs.push(FieldError::invalid(
+                        "owner",
+                        format!("Member with id {id} was not found."),
+                    ));
                     None
                 }
             },
-            Some(RefKey::Ident(s)) => match self.members.iter().find(|m| m.identifier.eq_ignore_ascii_case(&s)) {
+            Some(RefKey::Ident(s)) => match self
+                .members
+                .iter()
+                .find(|m| m.identifier.eq_ignore_ascii_case(&s))
+            {
                 Some(m) => Some(m.id),
                 None => {
-                    errs.push(FieldError::invalid("owner", format!("Member '{s}' was not found.")));
+                    errs.push(FieldError::invalid(
+                        "owner",
+                        format!("Member '{s}' was not found."),
+                    ));
                     None
                 }
             },
@@ -750,12 +914,18 @@ impl State {
                 None | Some(Value::Null) => {}
                 Some(Value::String(s)) => {
                     if utf16_len(s) > *max {
-                        errs.push(FieldError::invalid(f, format!("The {f} field cannot be longer than {max} characters.")));
+                        errs.push(FieldError::invalid(
+                            f,
+                            format!("The {f} field cannot be longer than {max} characters."),
+                        ));
                     } else if !s.is_empty() {
                         strings.insert(f.to_string(), s.clone());
                     }
                 }
-                Some(_) => errs.push(FieldError::invalid(f, format!("The {f} field must be a string."))),
+                Some(_) => errs.push(FieldError::invalid(
+                    f,
+                    format!("The {f} field must be a string."),
+                )),
             }
         }
         let mut record_type = "ServiceTicket".to_string();
@@ -766,14 +936,22 @@ impl State {
                         strings.insert(f.to_string(), "Medium".into());
                     }
                 }
-                Some(Value::String(s)) => match allowed.iter().find(|a| a.eq_ignore_ascii_case(s)) {
-                    Some(a) if *f == "recordType" => record_type = a.to_string(),
-                    Some(a) => {
-                        strings.insert(f.to_string(), a.to_string());
+                Some(Value::String(s)) => {
+                    match allowed.iter().find(|a| a.eq_ignore_ascii_case(s)) {
+                        Some(a) if *f == "recordType" => record_type = a.to_string(),
+                        Some(a) => {
+                            strings.insert(f.to_string(), a.to_string());
+                        }
+                        None => errs.push(FieldError::invalid(
+                            f,
+                            format!("The {f} field must be one of: {}.", allowed.join(", ")),
+                        )),
                     }
-                    None => errs.push(FieldError::invalid(f, format!("The {f} field must be one of: {}.", allowed.join(", ")))),
-                },
-                Some(_) => errs.push(FieldError::invalid(f, format!("The {f} field must be a string."))),
+                }
+                Some(_) => errs.push(FieldError::invalid(
+                    f,
+                    format!("The {f} field must be a string."),
+                )),
             }
         }
         let mut flags = BTreeMap::new();
@@ -785,17 +963,29 @@ impl State {
                         flags.insert(f.to_string(), *b);
                     }
                 }
-                Some(_) => errs.push(FieldError::invalid(f, format!("The {f} field must be a boolean."))),
+                Some(_) => errs.push(FieldError::invalid(
+                    f,
+                    format!("The {f} field must be a boolean."),
+                )),
             }
         }
         if !errs.is_empty() {
             return Err(CwError::invalid_object("ticket", errs));
         }
         let status_id = status_id.expect("status resolved");
-        let closed = self.status(status_id).map(|s| s.closed_status).unwrap_or(false);
-        let was_closed = prev.and_then(|p| self.status(p.status_id)).map(|s| s.closed_status).unwrap_or(false);
+        let closed = self
+            .status(status_id)
+            .map(|s| s.closed_status)
+            .unwrap_or(false);
+        let was_closed = prev
+            .and_then(|p| self.status(p.status_id))
+            .map(|s| s.closed_status)
+            .unwrap_or(false);
         let (closed_date, closed_by) = if closed && was_closed {
-            (prev.and_then(|p| p.closed_date.clone()), prev.and_then(|p| p.closed_by.clone()))
+            (
+                prev.and_then(|p| p.closed_date.clone()),
+                prev.and_then(|p| p.closed_by.clone()),
+            )
         } else if closed {
             (Some(now.to_string()), Some(actor.identifier.clone()))
         } else {
@@ -818,8 +1008,12 @@ impl State {
             closed_date,
             closed_by,
             merged_parent: prev.and_then(|p| p.merged_parent),
-            date_entered: prev.map(|p| p.date_entered.clone()).unwrap_or_else(|| now.to_string()),
-            entered_by: prev.map(|p| p.entered_by.clone()).unwrap_or_else(|| actor.identifier.clone()),
+            date_entered: prev
+                .map(|p| p.date_entered.clone())
+                .unwrap_or_else(|| now.to_string()),
+            entered_by: prev
+                .map(|p| p.entered_by.clone())
+                .unwrap_or_else(|| actor.identifier.clone()),
             last_updated: now.to_string(),
             updated_by: actor.identifier.clone(),
         })
@@ -829,7 +1023,11 @@ impl State {
         Change {
             action,
             ticket_id: t.id,
-            entity: if action == "deleted" { None } else { Some(self.render_ticket(t).to_string()) },
+            entity: if action == "deleted" {
+                None
+            } else {
+                Some(self.render_ticket(t).to_string())
+            },
             member_id: actor.id,
             member_identifier: actor.identifier.clone(),
             board_id: t.board_id,
@@ -839,11 +1037,19 @@ impl State {
     }
 
     pub fn get_ticket(&self, id: u64) -> CwResult<&Ticket> {
-        self.tickets.get(&id).ok_or_else(|| CwError::not_found(format!("Ticket {id} not found")))
+        self.tickets
+            .get(&id)
+            .ok_or_else(|| CwError::not_found(format!("Ticket {id} not found")))
     }
 
-    pub fn create_ticket(&mut self, body: &Value, actor: &Member) -> CwResult<(Value, Vec<Change>)> {
-        let input = body.as_object().ok_or_else(|| CwError::bad_request("The request body must be a ticket object."))?;
+    pub fn create_ticket(
+        &mut self,
+        body: &Value,
+        actor: &Member,
+    ) -> CwResult<(Value, Vec<Change>)> {
+        let input = body
+            .as_object()
+            .ok_or_else(|| CwError::bad_request("The request body must be a ticket object."))?;
         let now = now_str();
         let mut t = self.build_ticket(input, None, actor, &now)?;
         t.id = self.next_ticket_id;
@@ -858,7 +1064,17 @@ impl State {
             if let Some(Value::String(text)) = input.get(field)
                 && !text.is_empty()
             {
-                self.push_note(id, text.clone(), detail, internal, resolution, false, actor, &now, None);
+                self.push_note(
+                    id,
+                    text.clone(),
+                    detail,
+                    internal,
+                    resolution,
+                    false,
+                    actor,
+                    &now,
+                    None,
+                );
             }
         }
         let t = &self.tickets[&id];
@@ -904,14 +1120,25 @@ impl State {
         let id = t.id;
         self.tickets.insert(id, t);
         let t = &self.tickets[&id];
-        (self.render_ticket(t), vec![self.change("updated", t, actor)])
+        (
+            self.render_ticket(t),
+            vec![self.change("updated", t, actor)],
+        )
     }
 
-    pub fn patch_ticket(&mut self, id: u64, body: &Value, actor: &Member) -> CwResult<(Value, Vec<Change>)> {
+    pub fn patch_ticket(
+        &mut self,
+        id: u64,
+        body: &Value,
+        actor: &Member,
+    ) -> CwResult<(Value, Vec<Change>)> {
         let ops = body.as_array().ok_or_else(|| {
             CwError::invalid_object(
                 "operations",
-                vec![FieldError::invalid("operations", "The request body must be an array of patch operations [{op, path, value}].")],
+                vec![FieldError::invalid(
+                    "operations",
+                    "The request body must be an array of patch operations [{op, path, value}].",
+                )],
             )
         })?;
         let prev = self.get_ticket(id)?.clone();
@@ -927,28 +1154,51 @@ impl State {
         };
         for (i, op) in ops.iter().enumerate() {
             let o = op.as_object().ok_or_else(|| {
-                CwError::invalid_object("operations", vec![FieldError::invalid("operations", format!("Operation {i} is not an object."))])
+                CwError::invalid_object(
+                    "operations",
+                    vec![FieldError::invalid(
+                        "operations",
+                        format!("Operation {i} is not an object."),
+                    )],
+                )
             })?;
-            let kind = o.get("op").and_then(|v| v.as_str()).unwrap_or("").to_ascii_lowercase();
+            let kind = o
+                .get("op")
+                .and_then(|v| v.as_str())
+                .unwrap_or("")
+                .to_ascii_lowercase();
             let path = o.get("path").and_then(|v| v.as_str()).unwrap_or("");
             let path = path.strip_prefix('/').unwrap_or(path);
             if !matches!(kind.as_str(), "add" | "replace" | "remove") {
                 return Err(CwError::invalid_object(
                     "operations",
-                    vec![FieldError::invalid("op", format!("The op '{kind}' is not valid; use add, replace or remove."))],
+                    vec![FieldError::invalid(
+                        "op",
+                        format!("The op '{kind}' is not valid; use add, replace or remove."),
+                    )],
                 ));
             }
             if !writable(path) {
                 return Err(CwError::invalid_object(
                     "operations",
-                    vec![FieldError::invalid("path", format!("The path '{path}' is not valid."))],
+                    vec![FieldError::invalid(
+                        "path",
+                        format!("The path '{path}' is not valid."),
+                    )],
                 ));
             }
-            let value = if kind == "remove" { Value::Null } else { o.get("value").cloned().unwrap_or(Value::Null) };
+            let value = if kind == "remove" {
+                Value::Null
+            } else {
+                o.get("value").cloned().unwrap_or(Value::Null)
+            };
             if TICKET_REFS.contains(&path) && !(value.is_object() || value.is_null()) {
                 return Err(CwError::invalid_object(
                     "ticket",
-                    vec![FieldError::invalid(path, format!("The value for '{path}' must be an object, e.g. {{\"id\": 1}}."))],
+                    vec![FieldError::invalid(
+                        path,
+                        format!("The value for '{path}' must be an object, e.g. {{\"id\": 1}}."),
+                    )],
                 ));
             }
             input.insert(path.to_string(), value);
@@ -958,8 +1208,15 @@ impl State {
         Ok(self.store_update(t, actor))
     }
 
-    pub fn put_ticket(&mut self, id: u64, body: &Value, actor: &Member) -> CwResult<(Value, Vec<Change>)> {
-        let input = body.as_object().ok_or_else(|| CwError::bad_request("The request body must be a ticket object."))?;
+    pub fn put_ticket(
+        &mut self,
+        id: u64,
+        body: &Value,
+        actor: &Member,
+    ) -> CwResult<(Value, Vec<Change>)> {
+        let input = body
+            .as_object()
+            .ok_or_else(|| CwError::bad_request("The request body must be a ticket object."))?;
         let prev = self.get_ticket(id)?.clone();
         let now = now_str();
         let t = self.build_ticket(input, Some(&prev), actor, &now)?;
@@ -967,13 +1224,24 @@ impl State {
     }
 
     pub fn delete_ticket(&mut self, id: u64, actor: &Member) -> CwResult<Vec<Change>> {
-        let t = self.tickets.remove(&id).ok_or_else(|| CwError::not_found(format!("Ticket {id} not found")))?;
+        let t = self
+            .tickets
+            .remove(&id)
+            .ok_or_else(|| CwError::not_found(format!("Ticket {id} not found")))?;
         self.notes.remove(&id);
         Ok(vec![self.change("deleted", &t, actor)])
     }
 
-    pub fn add_note(&mut self, ticket_id: u64, body: &Value, actor: &Member, moves_last_updated: bool) -> CwResult<(Value, Vec<Change>)> {
-        let input = body.as_object().ok_or_else(|| CwError::bad_request("The request body must be a note object."))?;
+    pub fn add_note(
+        &mut self,
+        ticket_id: u64,
+        body: &Value,
+        actor: &Member,
+        moves_last_updated: bool,
+    ) -> CwResult<(Value, Vec<Change>)> {
+        let input = body
+            .as_object()
+            .ok_or_else(|| CwError::bad_request("The request body must be a note object."))?;
         self.get_ticket(ticket_id)?;
         let mut errs = Vec::new();
         let text = match input.get("text") {
@@ -983,7 +1251,10 @@ impl State {
                 String::new()
             }
             Some(_) => {
-                errs.push(FieldError::invalid("text", "The text field must be a string."));
+                errs.push(FieldError::invalid(
+                    "text",
+                    "The text field must be a string.",
+                ));
                 String::new()
             }
         };
@@ -991,7 +1262,10 @@ impl State {
             None | Some(Value::Null) => false,
             Some(Value::Bool(b)) => *b,
             Some(_) => {
-                errs.push(FieldError::invalid(f, format!("The {f} field must be a boolean.")));
+                errs.push(FieldError::invalid(
+                    f,
+                    format!("The {f} field must be a boolean."),
+                ));
                 false
             }
         };
@@ -1010,21 +1284,44 @@ impl State {
             return Err(CwError::invalid_object("serviceNote", errs));
         }
         let now = now_str();
-        let nid = self.push_note(ticket_id, text, detail, internal, resolution, customer_updated, actor, &now, None);
+        let nid = self.push_note(
+            ticket_id,
+            text,
+            detail,
+            internal,
+            resolution,
+            customer_updated,
+            actor,
+            &now,
+            None,
+        );
         if moves_last_updated {
             let t = self.tickets.get_mut(&ticket_id).expect("ticket");
             t.last_updated = now.clone();
             t.updated_by = actor.identifier.clone();
         }
-        let note = self.notes[&ticket_id].iter().find(|n| n.id == nid).expect("note");
+        let note = self.notes[&ticket_id]
+            .iter()
+            .find(|n| n.id == nid)
+            .expect("note");
         let t = &self.tickets[&ticket_id];
-        Ok((self.render_note(note), vec![self.change("updated", t, actor)]))
+        Ok((
+            self.render_note(note),
+            vec![self.change("updated", t, actor)],
+        ))
     }
 
-    pub fn merge(&mut self, parent_id: u64, body: &Value, actor: &Member) -> CwResult<(Value, Vec<Change>)> {
+    pub fn merge(
+        &mut self,
+        parent_id: u64,
+        body: &Value,
+        actor: &Member,
+    ) -> CwResult<(Value, Vec<Change>)> {
         self.get_ticket(parent_id)?;
         let ids: Vec<u64> = match body.get("mergeTicketIds").and_then(|v| v.as_array()) {
-            Some(a) if !a.is_empty() && a.iter().all(|x| x.as_u64().is_some()) => a.iter().filter_map(|x| x.as_u64()).collect(),
+            Some(a) if !a.is_empty() && a.iter().all(|x| x.as_u64().is_some()) => {
+                a.iter().filter_map(|x| x.as_u64()).collect()
+            }
             _ => {
                 return Err(CwError::invalid_object(
                     "mergeTicket",
@@ -1032,26 +1329,38 @@ impl State {
                 ));
             }
         };
-        let wanted_status = body.get("status").and_then(|s| s.get("id")).and_then(|v| v.as_u64());
+        let wanted_status = body
+            .get("status")
+            .and_then(|s| s.get("id"))
+            .and_then(|v| v.as_u64());
         for id in &ids {
             if *id == parent_id {
                 return Err(CwError::invalid_object(
                     "mergeTicket",
-                    vec![FieldError::invalid("mergeTicketIds", "A ticket cannot be merged into itself.")],
+                    vec![FieldError::invalid(
+                        "mergeTicketIds",
+                        "A ticket cannot be merged into itself.",
+                    )],
                 ));
             }
             let t = self.get_ticket(*id)?;
             if t.merged_parent.is_some() {
                 return Err(CwError::invalid_object(
                     "mergeTicket",
-                    vec![FieldError::invalid("mergeTicketIds", format!("Ticket {id} has already been merged."))],
+                    vec![FieldError::invalid(
+                        "mergeTicketIds",
+                        format!("Ticket {id} has already been merged."),
+                    )],
                 ));
             }
             let sts = self.board_statuses(t.board_id);
             if !sts.iter().any(|s| s.closed_status && !s.inactive) {
                 return Err(CwError::invalid_object(
                     "mergeTicket",
-                    vec![FieldError::invalid("status", format!("Ticket {id}'s board has no closed status."))],
+                    vec![FieldError::invalid(
+                        "status",
+                        format!("Ticket {id}'s board has no closed status."),
+                    )],
                 ));
             }
         }
@@ -1067,10 +1376,26 @@ impl State {
                 .expect("checked");
             let notes = self.notes.get(&id).cloned().unwrap_or_default();
             for n in notes {
-                let author = self.member(n.member_id).cloned().unwrap_or_else(|| actor.clone());
-                self.push_note(parent_id, n.text, n.detail, n.internal, n.resolution, false, &author, &n.date_created, Some(id));
+                let author = self
+                    .member(n.member_id)
+                    .cloned()
+                    .unwrap_or_else(|| actor.clone());
+                self.push_note(
+                    parent_id,
+                    n.text,
+                    n.detail,
+                    n.internal,
+                    n.resolution,
+                    false,
+                    &author,
+                    &n.date_created,
+                    Some(id),
+                );
             }
-            let was_closed = self.status(child.status_id).map(|s| s.closed_status).unwrap_or(false);
+            let was_closed = self
+                .status(child.status_id)
+                .map(|s| s.closed_status)
+                .unwrap_or(false);
             let t = self.tickets.get_mut(&id).expect("child");
             t.status_id = closed;
             t.merged_parent = Some(parent_id);
@@ -1093,12 +1418,20 @@ impl State {
 
     // ---------- callbacks ----------
 
-    fn build_callback(&self, input: &Map<String, Value>, prev: Option<&Callback>, actor: &Member) -> CwResult<Callback> {
+    fn build_callback(
+        &self,
+        input: &Map<String, Value>,
+        prev: Option<&Callback>,
+        actor: &Member,
+    ) -> CwResult<Callback> {
         let mut errs = Vec::new();
         let s = |f: &str| input.get(f).and_then(|v| v.as_str()).map(|s| s.to_string());
         let description = s("description").unwrap_or_default();
         if utf16_len(&description) > 100 {
-            errs.push(FieldError::invalid("description", "The description field cannot be longer than 100 characters."));
+            errs.push(FieldError::invalid(
+                "description",
+                "The description field cannot be longer than 100 characters.",
+            ));
         }
         let url = match s("url") {
             None => {
@@ -1106,9 +1439,10 @@ impl State {
                 String::new()
             }
             Some(u) => {
-                let ok = url::Url::parse(&u)
-                    .ok()
-                    .is_some_and(|p| matches!(p.scheme(), "http" | "https") && p.host_str().is_some_and(|h| !h.is_empty()));
+                let ok = url::Url::parse(&u).ok().is_some_and(|p| {
+                    matches!(p.scheme(), "http" | "https")
+                        && p.host_str().is_some_and(|h| !h.is_empty())
+                });
                 if !ok {
                     errs.push(FieldError::invalid("url", "Invalid URL"));
                 }
@@ -1123,11 +1457,27 @@ impl State {
             Some(t) => {
                 let t = t.to_ascii_lowercase();
                 const TYPES: &[&str] = &[
-                    "ticket", "company", "contact", "project", "opportunity", "activity", "schedule", "agreement",
-                    "configuration", "expense", "invoice", "member", "productcatalog", "purchaseorder", "time",
+                    "ticket",
+                    "company",
+                    "contact",
+                    "project",
+                    "opportunity",
+                    "activity",
+                    "schedule",
+                    "agreement",
+                    "configuration",
+                    "expense",
+                    "invoice",
+                    "member",
+                    "productcatalog",
+                    "purchaseorder",
+                    "time",
                 ];
                 if !TYPES.contains(&t.as_str()) {
-                    errs.push(FieldError::invalid("type", format!("Unrecognized callback type '{t}'.")));
+                    errs.push(FieldError::invalid(
+                        "type",
+                        format!("Unrecognized callback type '{t}'."),
+                    ));
                 }
                 t
             }
@@ -1147,7 +1497,10 @@ impl State {
                 if object_id.is_none() {
                     errs.push(FieldError::missing("objectId"));
                 } else if !exists {
-                    errs.push(FieldError::invalid("objectId", format!("No {l} with id {} exists.", object_id.unwrap_or(0))));
+                    errs.push(FieldError::invalid(
+                        "objectId",
+                        format!("No {l} with id {} exists.", object_id.unwrap_or(0)),
+                    ));
                 }
             }
             Some(_) => {
@@ -1194,8 +1547,12 @@ impl State {
             member_id: prev.map(|p| p.member_id).unwrap_or(actor.id),
             inactive: flag("inactiveFlag", false),
             self_suppressed: flag("isSelfSuppressedFlag", false),
-            connectwise_id: prev.map(|p| p.connectwise_id.clone()).unwrap_or_else(crate::random_guid),
-            date_entered: prev.map(|p| p.date_entered.clone()).unwrap_or_else(|| now.clone()),
+            connectwise_id: prev
+                .map(|p| p.connectwise_id.clone())
+                .unwrap_or_else(crate::random_guid),
+            date_entered: prev
+                .map(|p| p.date_entered.clone())
+                .unwrap_or_else(|| now.clone()),
             last_updated: now,
             updated_by: actor.identifier.clone(),
             consecutive_failures: 0,
@@ -1204,7 +1561,9 @@ impl State {
     }
 
     pub fn create_callback(&mut self, body: &Value, actor: &Member) -> CwResult<Value> {
-        let input = body.as_object().ok_or_else(|| CwError::bad_request("The request body must be a callback object."))?;
+        let input = body
+            .as_object()
+            .ok_or_else(|| CwError::bad_request("The request body must be a callback object."))?;
         let mut c = self.build_callback(input, None, actor)?;
         c.id = self.next_callback_id;
         self.next_callback_id += 1;
@@ -1214,28 +1573,62 @@ impl State {
     }
 
     pub fn get_callback(&self, id: u64) -> CwResult<&Callback> {
-        self.callbacks.get(&id).ok_or_else(|| CwError::not_found(format!("Callback {id} not found")))
+        self.callbacks
+            .get(&id)
+            .ok_or_else(|| CwError::not_found(format!("Callback {id} not found")))
     }
 
-    pub fn update_callback(&mut self, id: u64, body: &Value, patch: bool, actor: &Member) -> CwResult<Value> {
+    pub fn update_callback(
+        &mut self,
+        id: u64,
+        body: &Value,
+        patch: bool,
+        actor: &Member,
+    ) -> CwResult<Value> {
         let prev = self.get_callback(id)?.clone();
         let input = if patch {
             let ops = body.as_array().ok_or_else(|| {
-                CwError::invalid_object("operations", vec![FieldError::invalid("operations", "The request body must be an array of patch operations.")])
+                CwError::invalid_object(
+                    "operations",
+                    vec![FieldError::invalid(
+                        "operations",
+                        "The request body must be an array of patch operations.",
+                    )],
+                )
             })?;
-            let mut m = self.render_callback(&prev).as_object().cloned().unwrap_or_default();
+            let mut m = self
+                .render_callback(&prev)
+                .as_object()
+                .cloned()
+                .unwrap_or_default();
             for op in ops {
                 let path = op.get("path").and_then(|v| v.as_str()).unwrap_or("");
                 let path = path.strip_prefix('/').unwrap_or(path);
-                const W: &[&str] = &["description", "url", "objectId", "type", "level", "inactiveFlag", "isSelfSuppressedFlag"];
+                const W: &[&str] = &[
+                    "description",
+                    "url",
+                    "objectId",
+                    "type",
+                    "level",
+                    "inactiveFlag",
+                    "isSelfSuppressedFlag",
+                ];
                 if !W.contains(&path) {
-                    return Err(CwError::invalid_object("operations", vec![FieldError::invalid("path", format!("The path '{path}' is not valid."))]));
+                    return Err(CwError::invalid_object(
+                        "operations",
+                        vec![FieldError::invalid(
+                            "path",
+                            format!("The path '{path}' is not valid."),
+                        )],
+                    ));
                 }
                 m.insert(path.into(), op.get("value").cloned().unwrap_or(Value::Null));
             }
             m
         } else {
-            body.as_object().cloned().ok_or_else(|| CwError::bad_request("The request body must be a callback object."))?
+            body.as_object().cloned().ok_or_else(|| {
+                CwError::bad_request("The request body must be a callback object.")
+            })?
         };
         let mut c = self.build_callback(&input, Some(&prev), actor)?;
         if !c.inactive {
@@ -1248,7 +1641,10 @@ impl State {
     }
 
     pub fn delete_callback(&mut self, id: u64) -> CwResult<()> {
-        self.callbacks.remove(&id).map(|_| ()).ok_or_else(|| CwError::not_found(format!("Callback {id} not found")))
+        self.callbacks
+            .remove(&id)
+            .map(|_| ())
+            .ok_or_else(|| CwError::not_found(format!("Callback {id} not found")))
     }
 }
 

@@ -18,9 +18,21 @@ pub fn seed_demo(st: &mut State) -> DemoKeys {
     st.company_id = DEMO_COMPANY.into();
     st.company_name = "Casebridge Demo MSSP".into();
     st.boards = vec![
-        Board { id: 1, name: "SOC - Endpoint".into(), inactive: false },
-        Board { id: 2, name: "SOC - Cloud & Identity".into(), inactive: false },
-        Board { id: 3, name: "Legacy Helpdesk".into(), inactive: true },
+        Board {
+            id: 1,
+            name: "SOC - Endpoint".into(),
+            inactive: false,
+        },
+        Board {
+            id: 2,
+            name: "SOC - Cloud & Identity".into(),
+            inactive: false,
+        },
+        Board {
+            id: 3,
+            name: "Legacy Helpdesk".into(),
+            inactive: true,
+        },
     ];
     st.statuses.clear();
     for b in 1..=3u64 {
@@ -50,10 +62,30 @@ pub fn seed_demo(st: &mut State) -> DemoKeys {
             });
         }
     }
-    let bi = |id: u64, board_id: u64, name: &str| BoardItem { id, board_id, name: name.into(), inactive: false };
-    st.types = vec![bi(11, 1, "Malware"), bi(12, 1, "Suspicious Activity"), bi(21, 2, "Identity Compromise"), bi(22, 2, "Cloud Misconfiguration")];
-    st.subtypes = vec![bi(111, 1, "Ransomware"), bi(112, 1, "Credential Theft"), bi(211, 2, "MFA Fatigue"), bi(212, 2, "Impossible Travel")];
-    st.items = vec![bi(1101, 1, "Workstation"), bi(1102, 1, "Server"), bi(2101, 2, "Entra ID"), bi(2102, 2, "AWS")];
+    let bi = |id: u64, board_id: u64, name: &str| BoardItem {
+        id,
+        board_id,
+        name: name.into(),
+        inactive: false,
+    };
+    st.types = vec![
+        bi(11, 1, "Malware"),
+        bi(12, 1, "Suspicious Activity"),
+        bi(21, 2, "Identity Compromise"),
+        bi(22, 2, "Cloud Misconfiguration"),
+    ];
+    st.subtypes = vec![
+        bi(111, 1, "Ransomware"),
+        bi(112, 1, "Credential Theft"),
+        bi(211, 2, "MFA Fatigue"),
+        bi(212, 2, "Impossible Travel"),
+    ];
+    st.items = vec![
+        bi(1101, 1, "Workstation"),
+        bi(1102, 1, "Server"),
+        bi(2101, 2, "Entra ID"),
+        bi(2102, 2, "AWS"),
+    ];
     let pr = |id: u64, name: &str, level: &str, color: &str| Priority {
         id,
         name: name.into(),
@@ -69,7 +101,12 @@ pub fn seed_demo(st: &mut State) -> DemoKeys {
         pr(4, "Priority 4 - Low", "Low", "Green"),
         pr(5, "Priority 5 - Informational", "NotApplicable", "Blue"),
     ];
-    let co = |id: u64, identifier: &str, name: &str, deleted: bool| Company { id, identifier: identifier.into(), name: name.into(), deleted };
+    let co = |id: u64, identifier: &str, name: &str, deleted: bool| Company {
+        id,
+        identifier: identifier.into(),
+        name: name.into(),
+        deleted,
+    };
     st.companies = vec![
         co(250, "CBMSSP", "Casebridge MSSP", false),
         co(251, "ACMECORP", "Acme Corporation", false),
@@ -86,7 +123,8 @@ pub fn seed_demo(st: &mut State) -> DemoKeys {
         (152, "readonly", "Read Only", Role::Restricted),
     ] {
         let (public, private) = (random_hex(8), random_hex(8));
-        st.members.push(Member::new(id, ident, name, role, &public, &private));
+        st.members
+            .push(Member::new(id, ident, name, role, &public, &private));
         keys.push(MemberKeys {
             company: DEMO_COMPANY.into(),
             public_key: public,

@@ -13,7 +13,11 @@ use serde::Deserialize;
 use serde_json::json;
 
 fn esc(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;").replace('\'', "&#39;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&#39;")
 }
 
 fn page(title: &str, body: &str) -> Html<String> {
@@ -36,9 +40,15 @@ pub async fn list(State(app): State<App>) -> Response {
     let st = app.state();
     let mut rows = String::new();
     for t in st.tickets.values().rev() {
-        let status = st.status(t.status_id).map(|s| s.name.as_str()).unwrap_or("?");
+        let status = st
+            .status(t.status_id)
+            .map(|s| s.name.as_str())
+            .unwrap_or("?");
         let board = st.board(t.board_id).map(|b| b.name.as_str()).unwrap_or("?");
-        let company = st.company(t.company_id).map(|c| c.identifier.as_str()).unwrap_or("?");
+        let company = st
+            .company(t.company_id)
+            .map(|c| c.identifier.as_str())
+            .unwrap_or("?");
         rows.push_str(&format!(
             "<tr><td><a href=\"/ui/tickets/{id}\">{id}</a></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             esc(&t.summary),
@@ -59,7 +69,11 @@ pub async fn list(State(app): State<App>) -> Response {
 pub async fn ticket(State(app): State<App>, Path(id): Path<u64>) -> Response {
     let st = app.state();
     let Some(t) = st.tickets.get(&id) else {
-        return (StatusCode::NOT_FOUND, page("Not found", &format!("<p>Ticket {id} not found</p>"))).into_response();
+        return (
+            StatusCode::NOT_FOUND,
+            page("Not found", &format!("<p>Ticket {id} not found</p>")),
+        )
+            .into_response();
     };
     let mut notes = String::new();
     for n in st.notes.get(&id).map(|v| v.as_slice()).unwrap_or(&[]) {
@@ -94,7 +108,10 @@ pub async fn ticket(State(app): State<App>, Path(id): Path<u64>) -> Response {
             if s.closed_status { " (closed)" } else { "" }
         ));
     }
-    let status = st.status(t.status_id).map(|s| s.name.clone()).unwrap_or_default();
+    let status = st
+        .status(t.status_id)
+        .map(|s| s.name.clone())
+        .unwrap_or_default();
     let body = format!(
         "<p><b>Board:</b> {board} · <b>Status:</b> {status} · <b>Company:</b> {company} · <b>Priority:</b> {prio}</p>\
          <p class=\"tag\">entered {de} by {eb} · updated {lu} by {ub}{merged}</p>\
@@ -103,21 +120,43 @@ pub async fn ticket(State(app): State<App>, Path(id): Path<u64>) -> Response {
          <form method=\"post\" action=\"/ui/tickets/{id}/notes\"><textarea name=\"text\" rows=\"4\" cols=\"70\"></textarea><br>\
          <select name=\"section\"><option value=\"discussion\">Discussion</option><option value=\"internal\">Internal</option><option value=\"resolution\">Resolution</option></select> \
          <button>Add note (as technician)</button></form>",
-        board = esc(&st.board(t.board_id).map(|b| b.name.clone()).unwrap_or_default()),
+        board = esc(&st
+            .board(t.board_id)
+            .map(|b| b.name.clone())
+            .unwrap_or_default()),
         status = esc(&status),
-        company = esc(&st.company(t.company_id).map(|c| c.identifier.clone()).unwrap_or_default()),
-        prio = esc(&t.priority_id.and_then(|p| st.priority(p)).map(|p| p.name.clone()).unwrap_or_else(|| "-".into())),
+        company = esc(&st
+            .company(t.company_id)
+            .map(|c| c.identifier.clone())
+            .unwrap_or_default()),
+        prio = esc(&t
+            .priority_id
+            .and_then(|p| st.priority(p))
+            .map(|p| p.name.clone())
+            .unwrap_or_else(|| "-".into())),
         de = esc(&t.date_entered),
         eb = esc(&t.entered_by),
         lu = esc(&t.last_updated),
         ub = esc(&t.updated_by),
-        merged = t.merged_parent.map(|p| format!(" · merged into <a href=\"/ui/tickets/{p}\">{p}</a>")).unwrap_or_default(),
+        merged = t
+            .merged_parent
+            .map(|p| format!(" · merged into <a href=\"/ui/tickets/{p}\">{p}</a>"))
+            .unwrap_or_default(),
     );
     page(&format!("#{id} {}", t.summary), &body).into_response()
 }
 
 fn error_page(e: crate::error::CwError) -> Response {
-    (e.status, [(header::CONTENT_TYPE, "text/html; charset=utf-8")], page("Refused", &format!("<pre>{}</pre>", esc(&e.body.to_string()))).0).into_response()
+    (
+        e.status,
+        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        page(
+            "Refused",
+            &format!("<pre>{}</pre>", esc(&e.body.to_string())),
+        )
+        .0,
+    )
+        .into_response()
 }
 
 #[derive(Deserialize)]
@@ -126,9 +165,17 @@ pub struct NoteForm {
     section: Option<String>,
 }
 
-pub async fn add_note(State(app): State<App>, Path(id): Path<u64>, Form(f): Form<NoteForm>) -> Response {
+pub async fn add_note(
+    State(app): State<App>,
+    Path(id): Path<u64>,
+    Form(f): Form<NoteForm>,
+) -> Response {
     let Some(tech) = technician(&app) else {
-        return (StatusCode::BAD_REQUEST, page("No technician", "<p>No technician member is seeded.</p>")).into_response();
+        return (
+            StatusCode::BAD_REQUEST,
+            page("No technician", "<p>No technician member is seeded.</p>"),
+        )
+            .into_response();
     };
     let section = f.section.unwrap_or_else(|| "discussion".into());
     let body = json!({"text": f.text, "detailDescriptionFlag": section == "discussion",
@@ -149,9 +196,17 @@ pub struct StatusForm {
     status_id: u64,
 }
 
-pub async fn set_status(State(app): State<App>, Path(id): Path<u64>, Form(f): Form<StatusForm>) -> Response {
+pub async fn set_status(
+    State(app): State<App>,
+    Path(id): Path<u64>,
+    Form(f): Form<StatusForm>,
+) -> Response {
     let Some(tech) = technician(&app) else {
-        return (StatusCode::BAD_REQUEST, page("No technician", "<p>No technician member is seeded.</p>")).into_response();
+        return (
+            StatusCode::BAD_REQUEST,
+            page("No technician", "<p>No technician member is seeded.</p>"),
+        )
+            .into_response();
     };
     let ops = json!([{"op": "replace", "path": "status", "value": {"id": f.status_id}}]);
     let r = app.state().patch_ticket(id, &ops, &tech);

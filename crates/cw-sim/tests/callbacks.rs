@@ -27,37 +27,87 @@ async fn registration_rules() {
     assert_eq!(cb["type"], "ticket");
     let id = cb["id"].as_u64().unwrap();
     // identical url+type+level+objectId → ObjectExists
-    let r = api.post("/system/callbacks", json!({"url": url, "objectId": 1, "type": "ticket", "level": "owner"})).await;
+    let r = api
+        .post(
+            "/system/callbacks",
+            json!({"url": url, "objectId": 1, "type": "ticket", "level": "owner"}),
+        )
+        .await;
     assert_eq!(r.status, 400);
     assert_eq!(r.json["errors"][0]["code"], "ObjectExists");
     // another URL may register the same type/level
     register(&api, "https://other.example.com/hook?recordId=", json!({})).await;
     // board level needs an existing board
     register(&api, url, json!({"level": "board", "objectId": 2})).await;
-    let r = api.post("/system/callbacks", json!({"url": url, "objectId": 99, "type": "ticket", "level": "board"})).await;
-    assert_eq!((r.status, r.json["errors"][0]["field"].as_str()), (400, Some("objectId")));
+    let r = api
+        .post(
+            "/system/callbacks",
+            json!({"url": url, "objectId": 99, "type": "ticket", "level": "board"}),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.json["errors"][0]["field"].as_str()),
+        (400, Some("objectId"))
+    );
     // bad url
-    let r = api.post("/system/callbacks", json!({"url": "soc.example.com/cb", "objectId": 1, "type": "ticket", "level": "owner"})).await;
+    let r = api
+        .post(
+            "/system/callbacks",
+            json!({"url": "soc.example.com/cb", "objectId": 1, "type": "ticket", "level": "owner"}),
+        )
+        .await;
     assert_eq!(r.status, 400);
     assert_eq!(r.json["errors"][0]["code"], "InvalidField");
     assert_eq!(r.json["errors"][0]["field"], "url");
     // unknown level
-    let r = api.post("/system/callbacks", json!({"url": url, "objectId": 1, "type": "ticket", "level": "galaxy"})).await;
+    let r = api
+        .post(
+            "/system/callbacks",
+            json!({"url": url, "objectId": 1, "type": "ticket", "level": "galaxy"}),
+        )
+        .await;
     assert_eq!(r.status, 400);
     assert_eq!(r.json["code"], "InvalidObject");
     assert_eq!(r.json["errors"][0]["field"], "level");
     // list/get/update/delete
-    assert_eq!(api.get("/system/callbacks").await.json.as_array().unwrap().len(), 3);
+    assert_eq!(
+        api.get("/system/callbacks")
+            .await
+            .json
+            .as_array()
+            .unwrap()
+            .len(),
+        3
+    );
     assert_eq!(api.get("/system/callbacks/count").await.json["count"], 3);
-    let r = api.patch(&format!("/system/callbacks/{id}"), json!([{"op": "replace", "path": "inactiveFlag", "value": true}])).await;
-    assert_eq!((r.status, r.json["inactiveFlag"].as_bool()), (200, Some(true)));
+    let r = api
+        .patch(
+            &format!("/system/callbacks/{id}"),
+            json!([{"op": "replace", "path": "inactiveFlag", "value": true}]),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.json["inactiveFlag"].as_bool()),
+        (200, Some(true))
+    );
     let mut put = api.get(&format!("/system/callbacks/{id}")).await.json;
     put["description"] = json!("renamed");
     put["inactiveFlag"] = json!(false);
-    let r = api.req(Method::PUT, &format!("/system/callbacks/{id}"), Some(put)).await;
-    assert_eq!((r.status, r.json["description"].as_str()), (200, Some("renamed")));
-    assert_eq!(api.delete(&format!("/system/callbacks/{id}")).await.status, 204);
-    assert_eq!(api.get(&format!("/system/callbacks/{id}")).await.status, 404);
+    let r = api
+        .req(Method::PUT, &format!("/system/callbacks/{id}"), Some(put))
+        .await;
+    assert_eq!(
+        (r.status, r.json["description"].as_str()),
+        (200, Some("renamed"))
+    );
+    assert_eq!(
+        api.delete(&format!("/system/callbacks/{id}")).await.status,
+        204
+    );
+    assert_eq!(
+        api.get(&format!("/system/callbacks/{id}")).await.status,
+        404
+    );
     h.shutdown().await;
 }
 
@@ -84,7 +134,8 @@ async fn delivery_envelope_and_signature() {
     for k in ["FromUrl", "ProductInstanceId", "PartnerId"] {
         assert!(env[k].is_string(), "{k}");
     }
-    let entity: Value = serde_json::from_str(env["Entity"].as_str().expect("Entity is a string")).unwrap();
+    let entity: Value =
+        serde_json::from_str(env["Entity"].as_str().expect("Entity is a string")).unwrap();
     assert_eq!(entity["id"].as_u64(), Some(id));
     assert_eq!(entity["summary"], "signed");
     // key_url without auth, then verify independently
@@ -93,30 +144,58 @@ async fn delivery_envelope_and_signature() {
     let kr = raw(&client(), Method::GET, key_url, &[], None).await;
     assert_eq!(kr.status, 200);
     let signing_key = kr.json["signing_key"].as_str().unwrap();
-    let sig = headers.get("x-content-signature").unwrap().to_str().unwrap();
+    let sig = headers
+        .get("x-content-signature")
+        .unwrap()
+        .to_str()
+        .unwrap();
     assert_eq!(sig, expected_signature(signing_key, &body));
     assert_ne!(sig, expected_signature("wrong", &body));
     // a wrong id in key_url reveals nothing
     let bad = key_url.replace("id=", "id=0");
-    assert_eq!(raw(&client(), Method::GET, &bad, &[], None).await.status, 404);
+    assert_eq!(
+        raw(&client(), Method::GET, &bad, &[], None).await.status,
+        404
+    );
 
     // note → updated; delete → deleted with Entity null; changes by the api member are delivered too
-    tech.post(&format!("/service/tickets/{id}/notes"), json!({"text": "n", "detailDescriptionFlag": true})).await;
+    tech.post(
+        &format!("/service/tickets/{id}/notes"),
+        json!({"text": "n", "detailDescriptionFlag": true}),
+    )
+    .await;
     assert!(hk.wait(2, 10.0).await);
-    api.patch(&format!("/service/tickets/{id}"), json!([{"op": "replace", "path": "summary", "value": "by api"}])).await;
+    api.patch(
+        &format!("/service/tickets/{id}"),
+        json!([{"op": "replace", "path": "summary", "value": "by api"}]),
+    )
+    .await;
     assert!(hk.wait(3, 10.0).await);
     api.delete(&format!("/service/tickets/{id}")).await;
     assert!(hk.wait(4, 10.0).await);
     let bodies = hk.bodies();
-    let by_action = |a: &str| bodies.iter().filter(|b| b["Action"] == a).cloned().collect::<Vec<_>>();
+    let by_action = |a: &str| {
+        bodies
+            .iter()
+            .filter(|b| b["Action"] == a)
+            .cloned()
+            .collect::<Vec<_>>()
+    };
     assert_eq!(by_action("updated").len(), 2);
-    assert!(by_action("updated").iter().any(|b| b["MemberId"] == "casebridge-api"));
+    assert!(
+        by_action("updated")
+            .iter()
+            .any(|b| b["MemberId"] == "casebridge-api")
+    );
     let del = &by_action("deleted")[0];
     assert!(del["Entity"].is_null());
     assert_eq!(del["ID"].as_u64(), Some(id));
     // every delivery verifies
     for (_, hd, b) in hk.got.lock().unwrap().iter() {
-        assert_eq!(hd.get("x-content-signature").unwrap().to_str().unwrap(), expected_signature(signing_key, b));
+        assert_eq!(
+            hd.get("x-content-signature").unwrap().to_str().unwrap(),
+            expected_signature(signing_key, b)
+        );
     }
     h.shutdown().await;
 }
@@ -128,12 +207,31 @@ async fn levels_inactive_and_self_suppression() {
     let tech = Cw::new(&h, &k.technician);
     let (all, board2, inactive, selfsup) = (hook().await, hook().await, hook().await, hook().await);
     register(&api, &format!("{}/?id=", all.url), json!({})).await;
-    register(&api, &format!("{}/?id=", board2.url), json!({"level": "board", "objectId": 2})).await;
-    register(&api, &format!("{}/?id=", inactive.url), json!({"inactiveFlag": true})).await;
-    register(&api, &format!("{}/?id=", selfsup.url), json!({"isSelfSuppressedFlag": true})).await;
+    register(
+        &api,
+        &format!("{}/?id=", board2.url),
+        json!({"level": "board", "objectId": 2}),
+    )
+    .await;
+    register(
+        &api,
+        &format!("{}/?id=", inactive.url),
+        json!({"inactiveFlag": true}),
+    )
+    .await;
+    register(
+        &api,
+        &format!("{}/?id=", selfsup.url),
+        json!({"isSelfSuppressedFlag": true}),
+    )
+    .await;
     api.ticket("by api").await; // suppressed for selfsup (created by api member)
     tech.ticket("by tech").await;
-    tech.post("/service/tickets", json!({"summary": "b2", "board": {"id": 2}, "company": {"id": 251}})).await;
+    tech.post(
+        "/service/tickets",
+        json!({"summary": "b2", "board": {"id": 2}, "company": {"id": 251}}),
+    )
+    .await;
     assert!(all.wait(3, 10.0).await);
     assert!(selfsup.wait(2, 10.0).await);
     assert!(board2.wait(1, 10.0).await);
@@ -160,7 +258,13 @@ async fn retries_scaled_and_inactivation() {
     assert!(took >= std::time::Duration::from_millis(60), "{took:?}");
     assert!(took < std::time::Duration::from_secs(3), "{took:?}");
     let st = sim_state(&h).await;
-    let d = st["deliveries"].as_array().unwrap().iter().find(|d| d["outcome"] == "delivered").cloned().unwrap_or_default();
+    let d = st["deliveries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["outcome"] == "delivered")
+        .cloned()
+        .unwrap_or_default();
     assert_eq!(d["attempts"].as_array().map(|a| a.len()), Some(3));
     // a 500 is not retried
     let hk2 = hook().await;
@@ -174,13 +278,21 @@ async fn retries_scaled_and_inactivation() {
     // let accounting settle
     let mut inactive = false;
     for _ in 0..200 {
-        if api.get(&format!("/system/callbacks/{}", cb["id"])).await.json["inactiveFlag"] == true {
+        if api
+            .get(&format!("/system/callbacks/{}", cb["id"]))
+            .await
+            .json["inactiveFlag"]
+            == true
+        {
             inactive = true;
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
-    assert!(inactive, "registration not inactivated after 3 failed deliveries");
+    assert!(
+        inactive,
+        "registration not inactivated after 3 failed deliveries"
+    );
     assert_eq!(hk2.count(), 3, "500s are not retried");
     api.ticket("after").await;
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
@@ -207,7 +319,13 @@ async fn callback_faults_drop_duplicate_delay_reorder() {
     api.ticket("dropped").await;
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     assert_eq!(hk.count(), 0);
-    assert!(sim_state(&h).await["deliveries"].as_array().unwrap().iter().any(|d| d["outcome"] == "dropped"));
+    assert!(
+        sim_state(&h).await["deliveries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|d| d["outcome"] == "dropped")
+    );
     // duplicate everything: same MessageId twice
     put_faults(&h, json!({"callbacks": {"duplicate_rate": 1.0}, "seed": 1})).await;
     api.ticket("dup").await;
@@ -227,7 +345,11 @@ async fn callback_faults_drop_duplicate_delay_reorder() {
     let a = api.ticket("first").await["id"].as_u64().unwrap();
     let b = api.ticket("second").await["id"].as_u64().unwrap();
     assert!(hk.wait(2, 10.0).await);
-    let ids: Vec<u64> = hk.bodies().iter().map(|x| x["ID"].as_u64().unwrap()).collect();
+    let ids: Vec<u64> = hk
+        .bodies()
+        .iter()
+        .map(|x| x["ID"].as_u64().unwrap())
+        .collect();
     assert_eq!(ids, vec![b, a]);
     // a lone held delivery is flushed after a while
     hk.got.lock().unwrap().clear();

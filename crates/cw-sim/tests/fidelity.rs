@@ -25,7 +25,10 @@ fn check(spec: &Value, def: &str, v: &Value, path: &str, errors: &mut Vec<String
             let name = r.trim_start_matches("#/definitions/");
             if !val.is_object() {
                 errors.push(format!("{here}: expected object ({name}), got {val}"));
-            } else if spec["definitions"][name]["properties"].as_object().is_some_and(|p| !p.is_empty()) {
+            } else if spec["definitions"][name]["properties"]
+                .as_object()
+                .is_some_and(|p| !p.is_empty())
+            {
                 checked += check(spec, name, val, &here, errors);
             }
             continue;
@@ -35,8 +38,14 @@ fn check(spec: &Value, def: &str, v: &Value, path: &str, errors: &mut Vec<String
             "number" => val.is_number(),
             "string" => {
                 let s = val.as_str();
-                let enum_ok = p.get("enum").and_then(|e| e.as_array()).is_none_or(|e| s.is_some_and(|s| e.iter().any(|x| x == s)));
-                let len_ok = p.get("maxLength").and_then(|m| m.as_u64()).is_none_or(|m| s.is_some_and(|s| s.encode_utf16().count() as u64 <= m));
+                let enum_ok = p
+                    .get("enum")
+                    .and_then(|e| e.as_array())
+                    .is_none_or(|e| s.is_some_and(|s| e.iter().any(|x| x == s)));
+                let len_ok = p
+                    .get("maxLength")
+                    .and_then(|m| m.as_u64())
+                    .is_none_or(|m| s.is_some_and(|s| s.encode_utf16().count() as u64 <= m));
                 s.is_some() && enum_ok && len_ok
             }
             "boolean" => val.is_boolean(),
@@ -67,7 +76,13 @@ async fn sim_json_matches_swagger_definitions() {
         .json;
     let id = t["id"].as_u64().unwrap();
     assert!(id > i32::MAX as u64);
-    let note = api.post(&format!("/service/tickets/{id}/notes"), json!({"text": "n", "internalAnalysisFlag": true})).await.json;
+    let note = api
+        .post(
+            &format!("/service/tickets/{id}/notes"),
+            json!({"text": "n", "internalAnalysisFlag": true}),
+        )
+        .await
+        .json;
     let status = api.get("/service/boards/1/statuses/101").await.json;
     let prio = api.get("/service/priorities/1").await.json;
     let mut errors = Vec::new();
@@ -83,8 +98,15 @@ async fn sim_json_matches_swagger_definitions() {
     assert!(n4 >= 5, "{n4}");
     // required fields of the definitions are present
     for (def, v) in [("Ticket", &t), ("Status", &status), ("Priority", &prio)] {
-        for r in spec["definitions"][def]["required"].as_array().into_iter().flatten() {
-            assert!(v.get(r.as_str().unwrap()).is_some(), "{def} lacks required {r}");
+        for r in spec["definitions"][def]["required"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            assert!(
+                v.get(r.as_str().unwrap()).is_some(),
+                "{def} lacks required {r}"
+            );
         }
     }
     // initial* are write-only
