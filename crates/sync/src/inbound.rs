@@ -746,9 +746,7 @@ async fn apply_status(
                 Some(s) => (s.closed_status, Some(s.name.clone())),
                 None => (ticket.closed_flag, ticket.status_name.clone()),
             },
-            Err(e) if matches!(e, PsaError::NotFound { .. }) => {
-                (ticket.closed_flag, ticket.status_name.clone())
-            }
+            Err(PsaError::NotFound { .. }) => (ticket.closed_flag, ticket.status_name.clone()),
             Err(e) => return Err(e.into()),
         },
         None => (ticket.closed_flag, ticket.status_name.clone()),

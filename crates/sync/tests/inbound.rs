@@ -46,11 +46,14 @@ macro_rules! process_until {
     }};
 }
 
+/// Bodies and signatures the hook receiver got, in order.
+type Received = Arc<Mutex<Vec<(Vec<u8>, String)>>>;
+
 #[derive(Clone)]
 struct Hook {
     ctx: SyncContext,
     hits: Arc<AtomicUsize>,
-    received: Arc<Mutex<Vec<(Vec<u8>, String)>>>,
+    received: Received,
 }
 
 async fn hook(
@@ -88,7 +91,7 @@ struct Env {
     http: reqwest::Client,
     hook_base: String,
     hook_hits: Arc<AtomicUsize>,
-    received: Arc<Mutex<Vec<(Vec<u8>, String)>>>,
+    received: Received,
     db: std::path::PathBuf,
 }
 
@@ -124,6 +127,7 @@ fn config() -> SyncConfig {
         request_timeout: Duration::from_secs(5),
         notes_sweep_every: 2,
         callback_check_every: 3,
+        ..SyncConfig::default()
     }
 }
 
@@ -1148,11 +1152,16 @@ async fn reconciliation_repairs_lossy_callbacks() {
     let (a, ticket_a) = env.ticketed_case("host-a").await;
     let (b, ticket_b) = env.ticketed_case("host-b").await;
     let (c, ticket_c) = env.ticketed_case("host-c").await;
+    env.wait_deliveries(3).await;
     Processor::new(env.ctx.clone()).run_once().await.unwrap();
+    let base = env.deliveries().await;
     env.set_faults(
         json!({"seed": 7, "callbacks": {"drop_rate": 0.3, "duplicate_rate": 0.3, "reorder": true}}),
     )
     .await;
+    // the processor runs while the technician works and the callbacks get lost, doubled, reordered
+    let (stop, rx) = tokio::sync::watch::channel(false);
+    let processor = tokio::spawn(Processor::new(env.ctx.clone()).run(rx));
 
     let mut expected_a = Vec::new();
     for i in 0..6 {
@@ -1161,7 +1170,6 @@ async fn reconciliation_repairs_lossy_callbacks() {
         expected_a.push(text);
     }
     env.tech_status(ticket_a, 102).await;
-    env.tech_status(ticket_a, 105).await;
     let mut expected_b = Vec::new();
     for i in 0..4 {
         let text = format!("B note {i}");
@@ -1170,9 +1178,63 @@ async fn reconciliation_repairs_lossy_callbacks() {
     }
     env.tech_status(ticket_c, 102).await;
     env.tech_status(ticket_c, 103).await;
-    // let whatever survives the faults arrive, and process it (coalescing, duplicates, reordering)
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Every one of those 13 changes is logged by cw-sim once it was dropped or delivered (a
+    // delivered one was stored before it was logged). A late duplicate copy is refused by its
+    // MessageId, so nothing of this phase can arrive after the processor stops.
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        let st = env.sim_get("state").await;
+        let mut ids: Vec<String> = st["deliveries"].as_array().unwrap()[base..]
+            .iter()
+            .filter_map(|d| d["message_id"].as_str().map(str::to_string))
+            .collect();
+        ids.sort();
+        ids.dedup();
+        if ids.len() >= 13 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "cw-sim finished {} of 13 deliveries",
+            ids.len()
+        );
+        tokio::time::sleep(Duration::from_millis(15)).await;
+    }
+    stop.send(true).unwrap();
+    processor.await.unwrap();
     Processor::new(env.ctx.clone()).run_once().await.unwrap();
+    let st = env.sim_get("state").await;
+    let log = &st["deliveries"].as_array().unwrap()[base..];
+    assert!(
+        log.iter().any(|d| d["outcome"] == "dropped"),
+        "some callbacks were dropped"
+    );
+    let mut ids: Vec<&str> = log
+        .iter()
+        .filter_map(|d| d["message_id"].as_str())
+        .collect();
+    let n = ids.len();
+    ids.sort();
+    ids.dedup();
+    assert!(ids.len() < n, "some callbacks were delivered twice");
+
+    // the last changes lose every callback
+    env.set_faults(json!({"callbacks": {"drop_rate": 1.0}}))
+        .await;
+    env.tech_note(ticket_a, "final word on A", false).await;
+    expected_a.push("final word on A".into());
+    env.tech_status(ticket_a, 105).await;
+    env.tech_note(ticket_b, "final word on B", true).await;
+    expected_b.push("final word on B".into());
+    Processor::new(env.ctx.clone()).run_once().await.unwrap();
+    assert!(
+        !env.cw_notes(&a.id)
+            .await
+            .iter()
+            .any(|n| n.text == "final word on A"),
+        "the two sides disagree before reconciliation"
+    );
+    assert_ne!(env.case(&a.id).await.status, CaseStatus::Closed);
 
     let reconciler = Reconciler::new(env.ctx.clone());
     let report = reconciler.run_once().await.unwrap();
@@ -1201,6 +1263,7 @@ async fn reconciliation_repairs_lossy_callbacks() {
         (a_now.status, a_now.close_reason.as_deref()),
         (CaseStatus::Closed, Some("closed_in_connectwise"))
     );
+    expected_b.sort();
     assert_eq!(texts(env.cw_notes(&b.id).await), expected_b);
     assert_eq!(env.case(&b.id).await.status, CaseStatus::Escalated);
     // C ends on 103, which no case status maps to: whatever step was seen last, the case does
