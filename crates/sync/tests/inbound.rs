@@ -1454,3 +1454,55 @@ async fn the_run_loops_sync_and_stop_when_told() {
         .expect("reconciler stops")
         .unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_connectwise_is_visible_on_the_case_and_caught_up_later() {
+    let env = setup().await;
+    let (case, ticket) = env.ticketed_case("host-failing").await;
+    env.wait_deliveries(1).await;
+    Processor::new(env.ctx.clone()).run_once().await.unwrap();
+    env.tech_note(ticket, "Written while the API is down.", false)
+        .await;
+    env.wait_deliveries(2).await;
+    env.set_faults(json!({"error_rate": 1.0})).await;
+    let event = |m: &str| InboxEvent {
+        message_id: m.into(),
+        integration_id: env.integration.id.clone(),
+        ticket_id: ticket,
+        received_at: now_millis(),
+    };
+    // the callback of the note (already stored) plus one more: both fail, logged once
+    env.store.insert_inbox(&event("while-down")).await.unwrap();
+    Processor::new(env.ctx.clone()).run_once().await.unwrap();
+    env.store
+        .insert_inbox(&event("while-down-2"))
+        .await
+        .unwrap();
+    Processor::new(env.ctx.clone()).run_once().await.unwrap();
+    let log = env.store.activity(&case.id).await.unwrap();
+    let failures: Vec<_> = log.iter().filter(|a| a.kind == "inbound_failed").collect();
+    assert_eq!(failures.len(), 1, "{log:#?}");
+    assert!(
+        failures[0].message.starts_with("inbound sync failed: "),
+        "{}",
+        failures[0].message
+    );
+    assert_eq!(failures[0].direction, Direction::Inbound);
+    assert!(env.cw_notes(&case.id).await.is_empty());
+    // the reconciler reports the failure and does not move the watermark past it
+    let reconciler = Reconciler::new(env.ctx.clone());
+    let report = reconciler.run_once().await.unwrap();
+    assert_eq!(report.errors.len(), 1, "{report:?}");
+    let i = env
+        .store
+        .integration(&env.integration.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(i.watermark, None);
+    // ConnectWise is back: the next pass catches up
+    env.set_faults(json!({})).await;
+    let report = reconciler.run_once().await.unwrap();
+    assert!(report.errors.is_empty(), "{report:?}");
+    assert_eq!(env.cw_notes(&case.id).await.len(), 1);
+}
