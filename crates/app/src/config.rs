@@ -14,6 +14,7 @@
 //! | `backoff_base_ms` | `CASEBRIDGE_BACKOFF_BASE_MS` | 2000 |
 //! | `max_attempts` | `CASEBRIDGE_MAX_ATTEMPTS` | 8 |
 //! | `request_timeout_ms` | `CASEBRIDGE_REQUEST_TIMEOUT_MS` | 20000 |
+//! | `request_budget_per_minute` | `CASEBRIDGE_REQUEST_BUDGET_PER_MINUTE` | 600 |
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -36,6 +37,7 @@ pub struct Settings {
     pub backoff_base_ms: u64,
     pub max_attempts: i64,
     pub request_timeout_ms: u64,
+    pub request_budget_per_minute: i64,
 }
 
 impl Default for Settings {
@@ -52,6 +54,7 @@ impl Default for Settings {
             backoff_base_ms: 2_000,
             max_attempts: 8,
             request_timeout_ms: 20_000,
+            request_budget_per_minute: 600,
         }
     }
 }
@@ -87,6 +90,7 @@ impl Settings {
             backoff_base: Duration::from_millis(self.backoff_base_ms),
             max_attempts: self.max_attempts,
             request_timeout: Duration::from_millis(self.request_timeout_ms),
+            request_budget: self.request_budget_per_minute,
             ..Default::default()
         }
     }

@@ -39,7 +39,10 @@ pub async fn build(s: &Settings) -> anyhow::Result<Runtime> {
 pub fn spawn_workers(ctx: &SyncContext, shutdown: &watch::Receiver<bool>) -> Vec<JoinHandle<()>> {
     let worker = casebridge_sync::outbox::Worker::new(ctx.clone());
     let processor = casebridge_sync::inbound::Processor::new(ctx.clone());
-    let reconciler = casebridge_sync::reconcile::Reconciler::new(ctx.clone());
+    let mut reconciler = casebridge_sync::reconcile::Reconciler::new(ctx.clone());
+    if let Some(url) = &ctx.portal_url {
+        reconciler = reconciler.with_hook_base(url);
+    }
     vec![
         tokio::spawn(worker.run(shutdown.clone())),
         tokio::spawn(processor.run(shutdown.clone())),

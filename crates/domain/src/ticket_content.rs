@@ -55,7 +55,7 @@ pub fn build_ticket_content(c: &CaseForTicket<'_>) -> TicketContent {
         }
     }
     if let Some(url) = c.portal_url {
-        internal.push_str(&format!("\n\nCase in the portal: {url}"));
+        internal.push_str(&format!("\n\nCase in Casebridge: {url}"));
     }
     let (severity, impact) = c.criticality.connectwise_severity_impact();
     TicketContent { summary, initial_description: description, initial_internal_analysis: internal, severity, impact }

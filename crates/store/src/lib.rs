@@ -139,6 +139,15 @@ pub trait Store: Send + Sync + 'static {
     /// Makes a dead job due again now.
     async fn retry_job(&self, id: &str, actor: &str) -> Result<Job>;
     async fn has_pending_create(&self, case_id: &str) -> Result<bool>;
+    /// Puts a claimed job back, due at `due_at`, without counting the claim as an attempt (used
+    /// when the request budget defers it).
+    async fn defer_job(&self, job_id: &str, owner: &str, due_at: Millis) -> Result<()>;
+    /// Reserves `n` ConnectWise requests for `account_id` in the window starting at
+    /// `window_start` of `integration_id`'s budget: `limit` requests a window in all, shared
+    /// fairly between the accounts using it in that window. False when that would overdraw the
+    /// budget or the account's share. Serialised per integration, so several nodes share one
+    /// budget.
+    async fn reserve_requests(&self, integration_id: &str, account_id: &str, window_start: Millis, n: i64, limit: i64) -> Result<bool>;
 
     // integrations and settings
     async fn integration_of(&self, account_id: &str) -> Result<Option<Integration>>;

@@ -886,6 +886,65 @@ impl Store for ThisStore {
         .is_some())
     }
 
+    async fn defer_job(&self, job_id: &str, owner: &str, due_at: Millis) -> crate::Result<()> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query(
+            "UPDATE outbox SET state = 'pending', due_at = $1, attempts = attempts - 1, lease_owner = NULL, lease_until = NULL \
+             WHERE id = $2 AND lease_owner = $3 AND state = 'running'",
+        )
+        .bind(due_at)
+        .bind(job_id)
+        .bind(owner)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn reserve_requests(&self, integration_id: &str, account_id: &str, window_start: Millis, n: i64, limit: i64) -> crate::Result<bool> {
+        let mut tx = self.begin_write().await?;
+        // one reservation at a time per integration, across nodes
+        let lock = format!("SELECT id FROM integrations WHERE id = $1{FOR_UPDATE}");
+        sqlx::query(AssertSqlSafe(lock)).bind(integration_id).fetch_optional(&mut *tx).await?;
+        let row = sqlx::query(
+            "SELECT CAST(COALESCE(SUM(used), 0) AS BIGINT) AS total, CAST(COUNT(*) AS BIGINT) AS active, \
+             CAST(COALESCE(SUM(CASE WHEN account_id = $3 THEN used ELSE 0 END), 0) AS BIGINT) AS mine, \
+             CAST(COALESCE(SUM(CASE WHEN account_id = $3 THEN 1 ELSE 0 END), 0) AS BIGINT) AS known \
+             FROM request_budget WHERE integration_id = $1 AND window_start = $2",
+        )
+        .bind(integration_id)
+        .bind(window_start)
+        .bind(account_id)
+        .fetch_one(&mut *tx)
+        .await?;
+        let total: i64 = row.try_get("total")?;
+        let mine: i64 = row.try_get("mine")?;
+        let active: i64 = row.try_get::<i64, _>("active")? + if row.try_get::<i64, _>("known")? == 0 { 1 } else { 0 };
+        // each account may use an equal share with room kept for one more account, so a noisy
+        // sub-tenant never takes what a quiet one arriving later in the window needs
+        let share = (limit + active) / (active + 1);
+        let allowed = total + n <= limit && mine + n <= share.max(n);
+        if allowed {
+            sqlx::query(
+                "INSERT INTO request_budget (integration_id, window_start, account_id, used) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (integration_id, window_start, account_id) DO UPDATE SET used = request_budget.used + excluded.used",
+            )
+            .bind(integration_id)
+            .bind(window_start)
+            .bind(account_id)
+            .bind(n)
+            .execute(&mut *tx)
+            .await?;
+        }
+        sqlx::query("DELETE FROM request_budget WHERE integration_id = $1 AND window_start < $2")
+            .bind(integration_id)
+            .bind(window_start)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(allowed)
+    }
+
     async fn integration_of(&self, account_id: &str) -> crate::Result<Option<Integration>> {
         sqlx::query(concat!("SELECT ", integration_cols!(), " FROM integrations WHERE account_id = $1"))
             .bind(account_id)

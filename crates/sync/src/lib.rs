@@ -60,6 +60,10 @@ pub struct SyncConfig {
     pub callback_check_every: u32,
     /// ConnectWise request timeout.
     pub request_timeout: Duration,
+    /// ConnectWise requests each integration may make per `budget_window`, shared by all nodes
+    /// and divided fairly between its sub-tenants.
+    pub request_budget: i64,
+    pub budget_window: Duration,
 }
 
 impl Default for SyncConfig {
@@ -77,6 +81,8 @@ impl Default for SyncConfig {
             notes_sweep_every: 5,
             callback_check_every: 10,
             request_timeout: Duration::from_secs(20),
+            request_budget: 600,
+            budget_window: Duration::from_secs(60),
         }
     }
 }

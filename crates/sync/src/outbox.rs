@@ -11,6 +11,11 @@
 //! (`attempts > 1` — claims count, so a crash before recording counts too) first looks the
 //! ticket up by `externalXRef` = case id and adopts it. Notes likewise, by their marker.
 //!
+//! Request budget: before a job runs, its requests are reserved from its integration's budget
+//! (`SyncConfig::request_budget` a `budget_window`, shared by every node through the store and
+//! divided fairly between sub-tenants); a job over budget waits for the next window without
+//! counting an attempt.
+//!
 //! Shutdown: `run` stops claiming when told to, finishes what it holds, and releases anything
 //! left so another node can take it at once.
 
@@ -89,7 +94,11 @@ impl Worker {
             tokio::select! {
                 _ = self.ctx.wake_outbox.notified() => {}
                 _ = tokio::time::sleep(self.ctx.config.poll_interval) => {}
-                _ = shutdown.changed() => {}
+                changed = shutdown.changed() => {
+                    if changed.is_err() {
+                        break; // the sender is gone: nobody can tell us to stop any more
+                    }
+                }
             }
         }
         if let Err(e) = self.ctx.store.release_jobs(&self.owner).await {
@@ -142,7 +151,42 @@ async fn futures_join_all<F: std::future::Future<Output = ()> + Send + 'static>(
     }
 }
 
+/// Requests a job of this kind makes at most (lookups included).
+fn request_cost(kind: &str) -> i64 {
+    match kind {
+        CREATE_TICKET => 3,
+        _ => 2,
+    }
+}
+
+/// Reserves the job's requests from its integration's budget. `Some(due_at)` when the budget
+/// (or the account's fair share of it) is spent for this window: the job waits for the next.
+async fn over_budget(ctx: &SyncContext, job: &Job) -> Result<Option<i64>, StoreError> {
+    let integration_id = match job.payload["plan"]["integration_id"].as_str() {
+        Some(i) => Some(i.to_string()),
+        None => ctx.store.case(&job.case_id).await?.and_then(|c| c.ticket).map(|t| t.integration_id),
+    };
+    let Some(integration_id) = integration_id else { return Ok(None) };
+    let window = ctx.config.budget_window.as_millis().max(1) as i64;
+    let now = now_millis();
+    let start = now - now % window;
+    let cost = request_cost(&job.kind);
+    let ok = ctx.store.reserve_requests(&integration_id, &job.account_id, start, cost, ctx.config.request_budget).await?;
+    Ok(if ok { None } else { Some(start + window) })
+}
+
 async fn run_job(ctx: &SyncContext, owner: &str, job: Job) {
+    match over_budget(ctx, &job).await {
+        Ok(None) => {}
+        Ok(Some(due_at)) => {
+            tracing::debug!(job = %job.id, account = %job.account_id, "request budget spent for this window; job deferred");
+            if let Err(e) = ctx.store.defer_job(&job.id, owner, due_at).await {
+                tracing::warn!(job = %job.id, error = %e, "could not defer the job");
+            }
+            return;
+        }
+        Err(e) => tracing::warn!(job = %job.id, error = %e, "request budget unavailable; running the job anyway"),
+    }
     let started = Instant::now();
     let result = match job.kind.as_str() {
         CREATE_TICKET => create_ticket(ctx, &job).await,
@@ -347,7 +391,8 @@ async fn new_ticket_for(ctx: &SyncContext, case: &Case, plan: &TicketPlan, integ
                 .collect()
         })
         .unwrap_or_default();
-    let portal = ctx.portal_url.as_ref().map(|u| format!("{}/cases/{}", u.trim_end_matches('/'), case.id));
+    // the portal has no UI yet: the link points at the case's API resource
+    let portal = ctx.portal_url.as_ref().map(|u| format!("{}/api/v1/cases/{}", u.trim_end_matches('/'), case.id));
     let content = build_ticket_content(&CaseForTicket {
         case_id: &case.id,
         title: &case.title,
