@@ -48,16 +48,26 @@ pub fn hook_url(state: &AppState, integration_id: &str) -> Option<String> {
         .map(|u| format!("{}/hooks/connectwise/{integration_id}?recordId=", u.trim_end_matches('/')))
 }
 
+/// The sub-tenants of `partner_id` that use the partner's integration (have none of their own).
+async fn inheriting_subtenants(state: &AppState, partner_id: &str) -> Result<Vec<Account>, ApiError> {
+    let subs = state.store.subtenants(partner_id).await?;
+    let with_integration: std::collections::HashSet<String> =
+        state.store.integrations().await?.into_iter().map(|i| i.account_id).collect();
+    Ok(subs.into_iter().filter(|s| !with_integration.contains(&s.id)).collect())
+}
+
 async fn support_system_json(state: &AppState, i: &Integration, source: &str) -> Result<Value, ApiError> {
-    let subs = state.store.subtenants(&i.account_id).await?;
-    let mut own = Vec::new();
-    for s in &subs {
-        if state.store.integration_of(&s.id).await?.is_none() {
-            own.push(s.id.clone());
-        }
-    }
-    let with_own = state.store.accounts_with_own_mappings(&own).await?;
-    let names: Vec<&str> = subs.iter().filter(|s| with_own.contains(&s.id)).map(|s| s.name.as_str()).collect();
+    // what uniform mode would overwrite — for the partner only: a sub-tenant reading its
+    // partner's integration learns nothing about the partner's other clients
+    let with_own_mappings = if source == "own" {
+        let inheriting = inheriting_subtenants(state, &i.account_id).await?;
+        let ids: Vec<String> = inheriting.iter().map(|s| s.id.clone()).collect();
+        let with_own: std::collections::HashSet<String> = state.store.accounts_with_own_mappings(&ids).await?.into_iter().collect();
+        let names: Vec<&str> = inheriting.iter().filter(|s| with_own.contains(&s.id)).map(|s| s.name.as_str()).collect();
+        json!({ "count": names.len(), "names": names })
+    } else {
+        Value::Null
+    };
     Ok(json!({
         "integration_id": i.id, "type": i.kind, "site_url": i.site_url, "company_id": i.company_id,
         "public_key": i.public_key, "private_key_set": i.private_key_enc.is_some(), "client_id": i.client_id,
@@ -66,7 +76,7 @@ async fn support_system_json(state: &AppState, i: &Integration, source: &str) ->
         "hook_url": hook_url(state, &i.id), "allow_private_hosts": i.allow_private_hosts,
         "process_notifications": i.process_notifications, "last_test": i.last_test,
         "last_callback_at": i.last_callback_at.map(crate::views::rfc3339), "source": source,
-        "subtenants_with_own_mappings": { "count": names.len(), "names": names },
+        "subtenants_with_own_mappings": with_own_mappings,
     }))
 }
 
@@ -196,12 +206,7 @@ async fn put_support_system(State(state): State<Arc<AppState>>, caller: Caller, 
         "apply_to_all_subtenants": integration.apply_to_all_subtenants, "uniform_subtenant_mappings": integration.uniform_subtenant_mappings,
     });
     if integration.uniform_subtenant_mappings && !was_uniform {
-        let mut inheriting = Vec::new();
-        for s in state.store.subtenants(&id).await? {
-            if state.store.integration_of(&s.id).await?.is_none() {
-                inheriting.push(s.id);
-            }
-        }
+        let inheriting: Vec<String> = inheriting_subtenants(&state, &id).await?.into_iter().map(|s| s.id).collect();
         let cleared = state.store.accounts_with_own_mappings(&inheriting).await?;
         let mut detail = detail;
         detail["deleted_subtenant_mappings"] = json!(cleared);
@@ -508,9 +513,12 @@ async fn put_company_mappings(State(state): State<Arc<AppState>>, caller: Caller
     let subs: Vec<String> = state.store.subtenants(&id).await?.into_iter().map(|a| a.id).collect();
     let mut errors = Vec::new();
     let psa = connector_for(&state, &account).await?;
+    let mut seen = std::collections::HashSet::new();
     for (i, item) in b.items.iter().enumerate() {
         if !subs.contains(&item.account_id) && item.account_id != id {
             errors.push((format!("items[{i}].account_id"), format!("{} is not a sub-tenant of this partner", item.account_id)));
+        } else if !seen.insert(item.account_id.as_str()) {
+            errors.push((format!("items[{i}].account_id"), format!("{} is listed twice: one company per sub-tenant", item.account_id)));
         }
         if item.company_identifier.trim().is_empty() {
             errors.push((format!("items[{i}].company_identifier"), "must not be empty".into()));
@@ -547,8 +555,18 @@ async fn put_status_mappings(State(state): State<Arc<AppState>>, caller: Caller,
     let account = admin_account(&state, &caller, &id).await?;
     let mut m: StatusMappings = parse_json(&body)?;
     if let Some((_, psa)) = connector_for(&state, &account).await? {
+        let boards = psa.boards().await.map_err(|e| ApiError::upstream(&e))?;
         let mut errors = Vec::new();
+        let mut seen = std::collections::HashSet::new();
         for (i, b) in m.boards.iter().enumerate() {
+            if !boards.iter().any(|x| x.id == b.board_id) {
+                errors.push((format!("boards[{i}].board_id"), format!("ConnectWise has no board {}", b.board_id)));
+                continue;
+            }
+            if !seen.insert(b.board_id) {
+                errors.push((format!("boards[{i}].board_id"), format!("board {} is listed twice", b.board_id)));
+                continue;
+            }
             let statuses = psa.board_statuses(b.board_id).await.map_err(|e| ApiError::upstream(&e))?;
             for s in casebridge_domain::CaseStatus::ALL {
                 if let Some(sid) = b.statuses.get(s)
