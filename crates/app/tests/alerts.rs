@@ -275,56 +275,47 @@ async fn alerts_with_bad_input_of_every_kind_get_a_clear_problem_and_write_nothi
     assert_repeat_raises_alert_count(api, &acme).await;
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn alerts_on_postgresql_file_ndjson_per_line_and_count_repeats() {
-    let Some(db) = pg_database() else {
-        eprintln!(
-            "CASEBRIDGE_TEST_DATABASE_URL is not set: the PostgreSQL variant has nothing to run against"
-        );
-        return;
-    };
-    let server = Serve::start(Some(&db.url)).await;
-    let mut args = server.db_args(Some(&db.url));
+/// A fresh `serve` bootstrapped through the CLI alone (`account create`, `token create`), then
+/// the NDJSON and repeat checks against it.
+async fn bootstrap_serve_and_ingest(database_url: Option<&str>) {
+    let server = Serve::start(database_url).await;
+    let args = server.db_args(database_url);
     let cli = |extra: &[&str]| {
         let mut a: Vec<&str> = args.iter().map(String::as_str).collect();
         a.extend_from_slice(extra);
-        run_ok(&a)
+        last_word(&run_ok(&a))
     };
-    let partner = last_word(&cli(&[
+    let partner = cli(&[
         "account",
         "create",
         "--name",
-        "PG Partner",
+        "E2E Partner",
         "--kind",
         "partner",
-    ]));
-    let sub = last_word(&cli(&[
+    ]);
+    let sub = cli(&[
         "account",
         "create",
         "--name",
-        "PG Client",
+        "E2E Client",
         "--kind",
         "subtenant",
         "--parent",
         &partner,
-    ]));
-    let token = last_word(&cli(&[
-        "token",
-        "create",
-        "--account",
-        &partner,
-        "--role",
-        "admin",
-    ]));
-    args.clear();
+    ]);
+    let token = cli(&["token", "create", "--account", &partner, "--role", "admin"]);
     let api = Api::new(&server.url, Some(&token));
-    let accounts = api.get("/api/v1/accounts").await;
-    assert_eq!(
-        accounts.ok()["items"].as_array().unwrap().len(),
-        2,
-        "partner and its sub-tenant on PostgreSQL"
-    );
     assert_eq!(api.get("/readyz").await.status, 200);
+    let accounts = api.get("/api/v1/accounts").await;
+    let accounts = accounts.ok()["items"].as_array().unwrap().clone();
+    assert_eq!(
+        accounts.len(),
+        2,
+        "the partner and its sub-tenant: {accounts:?}"
+    );
+    assert!(accounts.iter().any(|a| a["id"] == sub.as_str()
+        && a["kind"] == "subtenant"
+        && a["parent_id"] == partner.as_str()));
 
     assert_ndjson_with_a_malformed_line(&api, &sub).await;
     assert_repeat_raises_alert_count(&api, &sub).await;
@@ -334,4 +325,20 @@ async fn alerts_on_postgresql_file_ndjson_per_line_and_count_repeats() {
     )
     .await
     .problem_naming(422, "account_id");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn serve_on_sqlite_bootstrapped_by_the_cli_files_ndjson_per_line_and_counts_repeats() {
+    bootstrap_serve_and_ingest(None).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn serve_on_postgresql_bootstrapped_by_the_cli_files_ndjson_per_line_and_counts_repeats() {
+    let Some(db) = pg_database() else {
+        eprintln!(
+            "CASEBRIDGE_TEST_DATABASE_URL is not set: nothing to run the PostgreSQL variant against"
+        );
+        return;
+    };
+    bootstrap_serve_and_ingest(Some(&db.url)).await;
 }
