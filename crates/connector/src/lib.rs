@@ -239,6 +239,16 @@ pub trait Psa: Send + Sync {
     async fn create_ticket(&self, t: &NewTicket) -> Result<Ticket, PsaError>;
     /// The ticket whose `externalXRef` is exactly `xref` (lowest id if several).
     async fn find_ticket_by_external_ref(&self, xref: &str) -> Result<Option<Ticket>, PsaError>;
+    /// Every ticket whose `externalXRef` is exactly `xref`, lowest id first. A case whose ticket
+    /// was merged away keeps that ticket in ConnectWise (same `externalXRef`), so adopting a
+    /// ticket for a new create must be able to look past it.
+    async fn find_tickets_by_external_ref(&self, xref: &str) -> Result<Vec<Ticket>, PsaError> {
+        Ok(self
+            .find_ticket_by_external_ref(xref)
+            .await?
+            .into_iter()
+            .collect())
+    }
     /// `Ok(None)` when ConnectWise says the ticket does not exist.
     async fn get_ticket(&self, id: i64) -> Result<Option<Ticket>, PsaError>;
     async fn set_ticket_status(&self, id: i64, status_id: i64) -> Result<Ticket, PsaError>;

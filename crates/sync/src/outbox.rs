@@ -118,17 +118,24 @@ impl Worker {
         }
         let n = jobs.len();
         let ids: Vec<String> = jobs.iter().map(|j| j.id.clone()).collect();
-        let work = futures_join_all(jobs.into_iter().map(|job| {
+        // The jobs run as tasks owned by this round: if the round is dropped (the worker is
+        // cancelled or its runtime goes away), they are aborted with it instead of running on
+        // without a heartbeat while another node takes their expired leases over.
+        let mut work = tokio::task::JoinSet::new();
+        for job in jobs {
             let ctx = self.ctx.clone();
             let owner = self.owner.clone();
-            async move { run_job(&ctx, &owner, job).await }
-        }));
-        tokio::pin!(work);
+            work.spawn(async move { run_job(&ctx, &owner, job).await });
+        }
         let mut beat = tokio::time::interval(cfg.lease / 3);
         beat.tick().await;
         loop {
             tokio::select! {
-                _ = &mut work => break,
+                joined = work.join_next() => match joined {
+                    None => break,
+                    Some(Err(e)) => tracing::error!(error = %e, "outbox job task panicked"),
+                    Some(Ok(())) => {}
+                },
                 _ = beat.tick() => {
                     let until = now_millis() + lease_ms;
                     if let Err(e) = self.ctx.store.heartbeat_jobs(&self.owner, &ids, until).await {
@@ -138,16 +145,6 @@ impl Worker {
             }
         }
         Ok(n)
-    }
-}
-
-/// Joins futures concurrently (a tiny stand-in for `futures::future::join_all`).
-async fn futures_join_all<F: std::future::Future<Output = ()> + Send + 'static>(futs: impl Iterator<Item = F>) {
-    let handles: Vec<_> = futs.map(tokio::spawn).collect();
-    for h in handles {
-        if let Err(e) = h.await {
-            tracing::error!(error = %e, "outbox job task panicked");
-        }
     }
 }
 
@@ -325,7 +322,17 @@ async fn create_ticket(ctx: &SyncContext, job: &Job) -> Result<Success, Failure>
     }
     let (integration, psa) = load_integration(ctx, &plan.integration_id).await?;
     let mut activity = Vec::new();
-    let earlier = if job.attempts > 1 { psa.find_ticket_by_external_ref(&case.id).await? } else { None };
+    // A ticket the case lost (deleted, or merged away: a merged ticket stays in ConnectWise with
+    // the same externalXRef) is never adopted; only one an earlier attempt of this create made.
+    let lost = case.ticket.as_ref().map(|t| t.id);
+    let earlier = if job.attempts > 1 {
+        psa.find_tickets_by_external_ref(&case.id)
+            .await?
+            .into_iter()
+            .find(|t| Some(t.id) != lost && t.merged_parent_id.is_none())
+    } else {
+        None
+    };
     let (ticket, code) = match earlier {
         Some(t) => {
             activity.push(Activity::new(

@@ -953,16 +953,26 @@ impl Psa for ConnectWiseClient {
     }
 
     async fn find_ticket_by_external_ref(&self, xref: &str) -> Result<Option<Ticket>, PsaError> {
+        Ok(self
+            .find_tickets_by_external_ref(xref)
+            .await?
+            .into_iter()
+            .next())
+    }
+
+    async fn find_tickets_by_external_ref(&self, xref: &str) -> Result<Vec<Ticket>, PsaError> {
         if xref.is_empty() {
-            return Ok(None);
+            return Ok(Vec::new());
         }
         let cond = string_condition("externalXRef", xref);
         let list: Vec<WireTicket> = self.get_all("service/tickets", cond.as_deref()).await?;
-        Ok(list
+        let mut found: Vec<Ticket> = list
             .into_iter()
             .map(WireTicket::into_ticket)
             .filter(|t| t.external_xref.as_deref() == Some(xref))
-            .min_by_key(|t| t.id))
+            .collect();
+        found.sort_by_key(|t| t.id);
+        Ok(found)
     }
 
     async fn get_ticket(&self, id: i64) -> Result<Option<Ticket>, PsaError> {
