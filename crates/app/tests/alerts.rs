@@ -159,6 +159,24 @@ async fn alerts_with_bad_input_of_every_kind_get_a_clear_problem_and_write_nothi
         b.to_string().contains("title"),
         "the missing field is not named: {b}"
     );
+    // a lone plain alert without its criticality: 422 naming the line and what it lacks, once
+    let p = api
+        .post(
+            &path,
+            &json!({"rule_id": "e2e-rule", "title": "no criticality"}),
+        )
+        .await;
+    let b = p.problem_naming(422, "line 1");
+    let detail = b["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("criticality"),
+        "the detail does not say what is missing: {b}"
+    );
+    assert_eq!(
+        detail.matches("line 1").count(),
+        1,
+        "the line is named more than once: {detail}"
+    );
     // unknown format: 415 listing what is accepted
     let p = api
         .post(

@@ -131,6 +131,12 @@ async fn the_cases_api_creates_changes_status_takes_notes_and_names_the_bad_fiel
     api.patch(&format!("/api/v1/cases/{id}"), &json!({"status": "solved"}))
         .await
         .problem_naming(422, "status");
+    api.patch(&format!("/api/v1/cases/{id}"), &json!({"status": 5}))
+        .await
+        .problem_naming(422, "status");
+    api.send(Method::PATCH, &format!("/api/v1/cases/{id}"), None, None)
+        .await
+        .problem(400);
     api.patch(
         &format!("/api/v1/cases/{id}"),
         &json!({"status": "in_progress", "close_reason": "x"}),
@@ -161,6 +167,9 @@ async fn the_cases_api_creates_changes_status_takes_notes_and_names_the_bad_fiel
     // notes
     let notes_path = format!("/api/v1/cases/{id}/notes");
     api.post(&notes_path, &json!({"text": ""}))
+        .await
+        .problem_naming(422, "text");
+    api.post(&notes_path, &json!({"text": ["a"]}))
         .await
         .problem_naming(422, "text");
     api.post(&notes_path, &json!({"text": "   \n"}))
@@ -242,6 +251,11 @@ async fn the_cases_api_creates_changes_status_takes_notes_and_names_the_bad_fiel
     )
     .await
     .problem(404);
+    // unknown routes and methods answer problem+json too
+    api.get("/api/v1/no-such-thing").await.problem(404);
+    api.send(Method::DELETE, "/api/v1/cases", None, None)
+        .await
+        .problem(405);
 }
 
 /// Escalates the open case `case` of `account` twice at once and once more after its ticket

@@ -112,7 +112,22 @@ pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiE
                 ApiError::bad_request(format!("the body is not valid JSON: {msg}"))
             }
             (_, Some(f)) => ApiError::field(&f, msg),
-            (_, None) => ApiError::field("body", msg),
+            (_, None) => ApiError::field(&culprit::<T>(body).unwrap_or_else(|| "body".into()), msg),
+        }
+    })
+}
+
+/// serde names no field in a type error (`{"status": 5}`): the top-level key whose value alone
+/// fails to deserialize is the one to name.
+fn culprit<T: serde::de::DeserializeOwned>(body: &[u8]) -> Option<String> {
+    let serde_json::Value::Object(map) = serde_json::from_slice(body).ok()? else {
+        return None;
+    };
+    map.into_iter().find_map(|(k, v)| {
+        let alone = serde_json::Value::Object([(k.clone(), v)].into_iter().collect());
+        match serde_json::from_value::<T>(alone) {
+            Err(e) if !e.to_string().starts_with("missing field") && !e.to_string().starts_with("unknown field") => Some(k),
+            _ => None,
         }
     })
 }

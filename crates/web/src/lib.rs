@@ -82,6 +82,15 @@ pub fn router(state: Arc<AppState>) -> Router {
                 async move { axum::Json(spec.as_ref().clone()) }
             }),
         )
+        // unknown paths and methods answer problem+json like every other error
+        .fallback(|uri: axum::http::Uri| async move { error::ApiError::not_found(format!("route {}", uri.path())) })
+        .method_not_allowed_fallback(|method: axum::http::Method, uri: axum::http::Uri| async move {
+            error::ApiError::new(
+                axum::http::StatusCode::METHOD_NOT_ALLOWED,
+                "Method not allowed",
+                format!("{method} is not allowed on {}; see /api/openapi.json", uri.path()),
+            )
+        })
         .layer(axum::extract::DefaultBodyLimit::max(limit))
         .with_state(state)
 }

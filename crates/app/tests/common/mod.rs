@@ -571,6 +571,17 @@ impl Demo {
 
     /// How many tickets cw-sim holds with `externalXRef` = `case_id`, asked as the technician.
     pub async fn sim_ticket_count(&self, case_id: &str) -> i64 {
+        // conditions=externalXRef="<case id>" (case ids are [a-z0-9_], nothing else to escape)
+        self.sim_count(&format!("?conditions=externalXRef%3D%22{case_id}%22"))
+            .await
+    }
+
+    /// How many tickets cw-sim holds in all.
+    pub async fn sim_ticket_total(&self) -> i64 {
+        self.sim_count("").await
+    }
+
+    async fn sim_count(&self, query: &str) -> i64 {
         let t = &self.info["technician"];
         let user = format!(
             "{}+{}",
@@ -580,8 +591,10 @@ impl Demo {
         let res = self
             .api
             .http
-            // conditions=externalXRef="<case id>" (case ids are [a-z0-9_], nothing else to escape)
-            .get(format!("{}/v4_6_release/apis/3.0/service/tickets/count?conditions=externalXRef%3D%22{case_id}%22", self.sim_url()))
+            .get(format!(
+                "{}/v4_6_release/apis/3.0/service/tickets/count{query}",
+                self.sim_url()
+            ))
             .basic_auth(user, t["private_key"].as_str())
             .header("clientId", t["client_id"].as_str().unwrap())
             .send()
@@ -596,6 +609,23 @@ impl Demo {
         v["count"]
             .as_i64()
             .unwrap_or_else(|| panic!("cw-sim count without count: {v}"))
+    }
+
+    /// Waits until the outbox has no pending or running job (every queued ticket is sent).
+    pub async fn wait_outbox_idle(&self) {
+        eventually("an idle outbox", EFFECT_DEADLINE, || async {
+            for state in ["pending", "running"] {
+                let r = self
+                    .api
+                    .get(&format!("/api/v1/sync/jobs?state={state}&limit=500"))
+                    .await;
+                if !r.ok()["items"].as_array().is_some_and(|i| i.is_empty()) {
+                    return None;
+                }
+            }
+            Some(())
+        })
+        .await;
     }
 
     /// Stops the process (the data dir stays).

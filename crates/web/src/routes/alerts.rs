@@ -99,7 +99,11 @@ async fn post_alerts(
             .iter()
             .filter_map(|l| match l {
                 casebridge_ingest::service::LineResult::Error { line, field, reason } => {
-                    Some((field.clone().unwrap_or_else(|| format!("line {line}")), format!("line {line}: {reason}")))
+                    // the field names the line when the line has no field of its own; say it once
+                    Some(match field {
+                        Some(f) => (f.clone(), format!("line {line}: {reason}")),
+                        None => (format!("line {line}"), reason.clone()),
+                    })
                 }
                 _ => None,
             })
