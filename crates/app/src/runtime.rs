@@ -117,6 +117,12 @@ pub async fn ingest_file(s: Settings, file: &Path, account: Option<&str>, format
         "created {}, repeats {}, skipped {}, errors {}, auto-escalated {escalated} (tickets are sent by a running server's workers)",
         report.created, report.repeats, report.skipped, report.errors
     );
+    // like the API's 422: a file of which nothing could be ingested is a failure for scripts
+    anyhow::ensure!(
+        report.errors == 0 || report.created + report.repeats + report.skipped > 0,
+        "no alert in {} could be ingested; see the errors above",
+        file.display()
+    );
     Ok(())
 }
 

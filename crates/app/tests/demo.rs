@@ -490,4 +490,48 @@ async fn the_ingest_command_files_a_plain_json_alert_into_the_running_demo_and_p
     ]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("acct_nope"));
+
+    // without --account, the partner-wide data dir cannot place the alert: it says how, and fails
+    let out = common::run(&[
+        "--data-dir",
+        &d.data_dir(),
+        "ingest",
+        &file.display().to_string(),
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        !out.status.success(),
+        "an ingest that filed nothing exited 0:\n{stdout}"
+    );
+    assert!(
+        stdout.contains("--account"),
+        "the report does not point at --account:\n{stdout}"
+    );
+    assert_eq!(
+        d.api.case(&case_id).await["alert_count"],
+        2,
+        "the failed ingest changed the case"
+    );
+
+    // a file with broken lines: the good lines are filed, the errors name their lines
+    let wazuh = common::data_file("alerts/wazuh/wazuh4-alerts-malformed.txt");
+    let out = run_ok(&[
+        "--data-dir",
+        &d.data_dir(),
+        "ingest",
+        &wazuh.display().to_string(),
+        "--account",
+        &initech,
+    ]);
+    let report: Value = serde_json::from_str(out[..out.rfind("created ").unwrap()].trim()).unwrap();
+    assert_eq!(report["errors"], 2, "wazuh malformed file:\n{out}");
+    assert_eq!(
+        report["created"].as_u64().unwrap() + report["repeats"].as_u64().unwrap(),
+        2,
+        "the two good lines are filed (new, or repeats of the demo's own Wazuh alerts):\n{out}"
+    );
+    assert!(
+        out.contains("\"line\": 2") && out.contains("\"line\": 6"),
+        "the errors do not name lines 2 and 6:\n{out}"
+    );
 }

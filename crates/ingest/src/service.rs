@@ -166,7 +166,7 @@ async fn file_alert(
         (None, None) => {
             return Ok(Err((
                 Some("account_id".into()),
-                "a partner token must say which sub-tenant the alert is for: `account` in the alert or ?account_id=".into(),
+                "a partner must say which sub-tenant the alert is for: `account` in the alert, ?account_id= on the API or --account on `casebridge ingest`".into(),
             )));
         }
     };
