@@ -61,9 +61,14 @@ impl Default for Settings {
 
 impl Settings {
     /// Loads defaults ← file ← env, then applies `overrides` (the flags that were given).
-    pub fn load(config_file: Option<&Path>, overrides: &[(&str, Option<String>)]) -> anyhow::Result<Self> {
+    pub fn load(
+        config_file: Option<&Path>,
+        overrides: &[(&str, Option<String>)],
+    ) -> anyhow::Result<Self> {
         let mut fig = Figment::from(Serialized::defaults(Settings::default()));
-        let file = config_file.map(Path::to_path_buf).or_else(|| std::env::var_os("CASEBRIDGE_CONFIG").map(PathBuf::from));
+        let file = config_file
+            .map(Path::to_path_buf)
+            .or_else(|| std::env::var_os("CASEBRIDGE_CONFIG").map(PathBuf::from));
         if let Some(f) = file {
             anyhow::ensure!(f.exists(), "config file {} does not exist", f.display());
             fig = fig.merge(Toml::file(f));
@@ -78,9 +83,9 @@ impl Settings {
     }
 
     pub fn database_url(&self) -> String {
-        self.database_url
-            .clone()
-            .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("casebridge.db").display()))
+        self.database_url.clone().unwrap_or_else(|| {
+            format!("sqlite://{}", self.data_dir.join("casebridge.db").display())
+        })
     }
 
     pub fn sync_config(&self) -> casebridge_sync::SyncConfig {
@@ -98,16 +103,20 @@ impl Settings {
     /// The master key: from config/env, else the key file in the data dir (created 0600).
     pub fn secret_box(&self) -> anyhow::Result<casebridge_sync::SecretBox> {
         if let Some(k) = &self.master_key {
-            return casebridge_sync::SecretBox::from_base64("env", k).context("CASEBRIDGE_MASTER_KEY");
+            return casebridge_sync::SecretBox::from_base64("env", k)
+                .context("CASEBRIDGE_MASTER_KEY");
         }
-        std::fs::create_dir_all(&self.data_dir).with_context(|| format!("creating {}", self.data_dir.display()))?;
+        std::fs::create_dir_all(&self.data_dir)
+            .with_context(|| format!("creating {}", self.data_dir.display()))?;
         let path = self.data_dir.join("master.key");
         if !path.exists() {
             let key = casebridge_sync::secrets::generate_key();
             write_private(&path, key.as_bytes())?;
         }
-        let key = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-        casebridge_sync::SecretBox::from_base64("file", &key).with_context(|| format!("{} holds no valid key", path.display()))
+        let key = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
+        casebridge_sync::SecretBox::from_base64("file", &key)
+            .with_context(|| format!("{} holds no valid key", path.display()))
     }
 }
 
@@ -120,7 +129,9 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     opts.write(true).create_new(true);
     #[cfg(unix)]
     opts.mode(0o600);
-    let mut f = opts.open(path).with_context(|| format!("creating {}", path.display()))?;
+    let mut f = opts
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
     f.write_all(bytes)?;
     Ok(())
 }

@@ -10,14 +10,20 @@
 
 use std::path::Path;
 
-
 use anyhow::Context;
 use casebridge_connector::Psa;
 use casebridge_domain::status_mapping::propose_defaults;
-use casebridge_domain::{AccountKind, BoardMappings, Criticality, CriticalityMappings, Role, RuleAssignment, RuleTypeBoard, StatusMappings};
+use casebridge_domain::{
+    AccountKind, BoardMappings, Criticality, CriticalityMappings, Role, RuleAssignment,
+    RuleTypeBoard, StatusMappings,
+};
 use casebridge_ingest::service::{Attribution, import_catalogue, ingest_body};
-use casebridge_ingest::{DEFAULT_RULE_TYPES, ParseOptions, parse_alerts, parse_catalogue, suggest_rule_type};
-use casebridge_store::{Account, AuditEntry, Integration, MappingResource, NewUser, Store, now_millis};
+use casebridge_ingest::{
+    DEFAULT_RULE_TYPES, ParseOptions, parse_alerts, parse_catalogue, suggest_rule_type,
+};
+use casebridge_store::{
+    Account, AuditEntry, Integration, MappingResource, NewUser, Store, now_millis,
+};
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
@@ -28,15 +34,44 @@ const CATALOGUE: &str = include_str!("../../../data/sigma-rules.jsonl");
 const SIGMA_ALERTS: &str = include_str!("../../../data/alerts/sigma-regression-alerts.jsonl");
 const WAZUH_ALERTS: &str = include_str!("../../../data/alerts/wazuh/wazuh4-alerts.jsonl");
 const OCSF_ALERTS: &[(&str, &str)] = &[
-    ("falco-kmod", include_str!("../../../data/alerts/ocsf/falco-kmod.security_finding.ocsf.json")),
-    ("guardduty-via-securityhub", include_str!("../../../data/alerts/ocsf/guardduty-via-securityhub.detection_finding.ocsf.json")),
-    ("inspector-openssl", include_str!("../../../data/alerts/ocsf/inspector-openssl.vulnerability_finding.ocsf.json")),
-    ("okta-threat", include_str!("../../../data/alerts/ocsf/okta-threat.detection_finding.ocsf.json")),
-    ("prowler-acm", include_str!("../../../data/alerts/ocsf/prowler-acm.detection_finding.ocsf.json")),
-    ("qradar-offense", include_str!("../../../data/alerts/ocsf/qradar-offense.security_finding.ocsf.json")),
-    ("securityhub-ec2-19", include_str!("../../../data/alerts/ocsf/securityhub-ec2-19.security_finding.ocsf.json")),
-    ("securityhub-pci", include_str!("../../../data/alerts/ocsf/securityhub-pci.compliance_finding.ocsf.json")),
-    ("ssc-malware-sinkhole", include_str!("../../../data/alerts/ocsf/ssc-malware-sinkhole.security_finding.ocsf.json")),
+    (
+        "falco-kmod",
+        include_str!("../../../data/alerts/ocsf/falco-kmod.security_finding.ocsf.json"),
+    ),
+    (
+        "guardduty-via-securityhub",
+        include_str!(
+            "../../../data/alerts/ocsf/guardduty-via-securityhub.detection_finding.ocsf.json"
+        ),
+    ),
+    (
+        "inspector-openssl",
+        include_str!("../../../data/alerts/ocsf/inspector-openssl.vulnerability_finding.ocsf.json"),
+    ),
+    (
+        "okta-threat",
+        include_str!("../../../data/alerts/ocsf/okta-threat.detection_finding.ocsf.json"),
+    ),
+    (
+        "prowler-acm",
+        include_str!("../../../data/alerts/ocsf/prowler-acm.detection_finding.ocsf.json"),
+    ),
+    (
+        "qradar-offense",
+        include_str!("../../../data/alerts/ocsf/qradar-offense.security_finding.ocsf.json"),
+    ),
+    (
+        "securityhub-ec2-19",
+        include_str!("../../../data/alerts/ocsf/securityhub-ec2-19.security_finding.ocsf.json"),
+    ),
+    (
+        "securityhub-pci",
+        include_str!("../../../data/alerts/ocsf/securityhub-pci.compliance_finding.ocsf.json"),
+    ),
+    (
+        "ssc-malware-sinkhole",
+        include_str!("../../../data/alerts/ocsf/ssc-malware-sinkhole.security_finding.ocsf.json"),
+    ),
 ];
 
 const PARTNER: &str = "Northwind MSSP";
@@ -52,7 +87,11 @@ const LOGIN_EMAIL: &str = "admin@northwind.example";
 
 /// Every shipped alert, one JSON document each, in file order.
 fn shipped_alerts() -> Vec<String> {
-    let mut out: Vec<String> = SIGMA_ALERTS.lines().filter(|l| !l.trim().is_empty()).map(str::to_string).collect();
+    let mut out: Vec<String> = SIGMA_ALERTS
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(str::to_string)
+        .collect();
     for (_, doc) in OCSF_ALERTS {
         match serde_json::from_str::<Value>(doc) {
             Ok(Value::Array(items)) => out.extend(items.iter().map(Value::to_string)),
@@ -60,15 +99,31 @@ fn shipped_alerts() -> Vec<String> {
             Err(e) => tracing::error!(error = %e, "a shipped OCSF file does not parse"),
         }
     }
-    out.extend(WAZUH_ALERTS.lines().filter(|l| !l.trim().is_empty()).map(str::to_string));
+    out.extend(
+        WAZUH_ALERTS
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(str::to_string),
+    );
     out
 }
 
 fn audit(account_id: &str, action: &str) -> AuditEntry {
-    AuditEntry { account_id: account_id.into(), actor: "demo seed".into(), at: now_millis(), action: action.into(), detail: json!({}) }
+    AuditEntry {
+        account_id: account_id.into(),
+        actor: "demo seed".into(),
+        at: now_millis(),
+        action: action.into(),
+        detail: json!({}),
+    }
 }
 
-async fn account(store: &dyn Store, name: &str, kind: AccountKind, parent: Option<&str>) -> anyhow::Result<Account> {
+async fn account(
+    store: &dyn Store,
+    name: &str,
+    kind: AccountKind,
+    parent: Option<&str>,
+) -> anyhow::Result<Account> {
     match store.account_by_name(name).await? {
         Some(a) => Ok(a),
         None => Ok(store.create_account(name, kind, parent).await?),
@@ -78,7 +133,9 @@ async fn account(store: &dyn Store, name: &str, kind: AccountKind, parent: Optio
 pub async fn run(s: Settings, port: u16, sim_port: u16) -> anyhow::Result<()> {
     let dir = s.data_dir.clone();
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let previous: Option<Value> = std::fs::read(dir.join("demo.json")).ok().and_then(|b| serde_json::from_slice(&b).ok());
+    let previous: Option<Value> = std::fs::read(dir.join("demo.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok());
 
     // 1. the embedded ConnectWise simulator (its state lives in the data dir)
     let sim = cw_sim::start(cw_sim::SimOptions {
@@ -99,7 +156,9 @@ pub async fn run(s: Settings, port: u16, sim_port: u16) -> anyhow::Result<()> {
     };
 
     // 2. the API listener (bound first so the public URL is known)
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.with_context(|| format!("binding port {port}"))?;
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .with_context(|| format!("binding port {port}"))?;
     let url = format!("http://{}", listener.local_addr()?);
     let mut s = s;
     s.public_url = Some(url.clone());
@@ -118,14 +177,33 @@ pub async fn run(s: Settings, port: u16, sim_port: u16) -> anyhow::Result<()> {
         .unwrap_or_else(|| hex::encode(rand::random::<[u8; 9]>()));
     if !store.user_exists(LOGIN_EMAIL).await? {
         store
-            .create_user(&NewUser { account_id: partner.id.clone(), email: LOGIN_EMAIL.into(), password_hash: hash_password(&password)?, role: Role::Admin })
+            .create_user(&NewUser {
+                account_id: partner.id.clone(),
+                email: LOGIN_EMAIL.into(),
+                password_hash: hash_password(&password)?,
+                role: Role::Admin,
+            })
             .await?;
     }
     let token = match previous.as_ref().and_then(|p| p["token"].as_str()) {
-        Some(t) if store.token_grant(&casebridge_web::auth::hash_token(t)).await?.is_some() => t.to_string(),
+        Some(t)
+            if store
+                .token_grant(&casebridge_web::auth::hash_token(t))
+                .await?
+                .is_some() =>
+        {
+            t.to_string()
+        }
         _ => {
             let t = casebridge_web::auth::new_token();
-            store.create_token(&partner.id, Role::Admin, &casebridge_web::auth::hash_token(&t), "demo").await?;
+            store
+                .create_token(
+                    &partner.id,
+                    Role::Admin,
+                    &casebridge_web::auth::hash_token(&t),
+                    "demo",
+                )
+                .await?;
             t
         }
     };
@@ -134,23 +212,40 @@ pub async fn run(s: Settings, port: u16, sim_port: u16) -> anyhow::Result<()> {
     let catalogue = parse_catalogue(CATALOGUE).context("the shipped rule catalogue")?;
     import_catalogue(store, &catalogue).await?;
     let integration = seed_integration(&rt, &partner, sim.url(), &keys, &url).await?;
-    let psa = rt.sync.connectors.connector(&integration).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let psa = rt
+        .sync
+        .connectors
+        .connector(&integration)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     seed_mappings(store, psa.as_ref(), &partner, &subs, &integration).await?;
 
     // 5. workers and the API, then the shipped alerts
     let (stop_tx, stop_rx) = watch::channel(false);
     let workers = runtime::spawn_workers(&rt.sync, &stop_rx);
     let app = casebridge_web::router(runtime::web_state(&rt, &s));
-    let server = tokio::spawn(async move { axum::serve(listener, app).with_graceful_shutdown(runtime::stop_signal()).await });
+    let server = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(runtime::stop_signal())
+            .await
+    });
     let (created, repeats) = ingest_shipped(&rt, &subs).await?;
     tracing::info!(created, repeats, "shipped alerts ingested");
 
     // 6. demo.json, once both servers answer
     wait_for_ok(&format!("{url}/healthz")).await?;
-    wait_for_ok(&format!("{}/login/companyinfo/{}", sim.url(), sim.login_company())).await?;
-    let mut accounts = vec![json!({"id": partner.id, "name": partner.name, "kind": "partner", "company_identifier": PARENT_COMPANY})];
+    wait_for_ok(&format!(
+        "{}/login/companyinfo/{}",
+        sim.url(),
+        sim.login_company()
+    ))
+    .await?;
+    let mut accounts = vec![
+        json!({"id": partner.id, "name": partner.name, "kind": "partner", "company_identifier": PARENT_COMPANY}),
+    ];
     for (a, (_, company, _)) in subs.iter().zip(SUBTENANTS) {
-        accounts.push(json!({"id": a.id, "name": a.name, "kind": "subtenant", "company_identifier": company}));
+        accounts.push(
+            json!({"id": a.id, "name": a.name, "kind": "subtenant", "company_identifier": company}),
+        );
     }
     let info = json!({
         "url": url, "sim_url": sim.url(),
@@ -161,7 +256,10 @@ pub async fn run(s: Settings, port: u16, sim_port: u16) -> anyhow::Result<()> {
     write_atomically(&dir.join("demo.json"), &serde_json::to_vec_pretty(&info)?)?;
     println!("Casebridge demo is running.");
     println!("  API:          {url}/api/v1  (OpenAPI: {url}/api/openapi.json)");
-    println!("  ConnectWise:  {}/ui  (the simulator's ticket view; act as the technician there)", sim.url());
+    println!(
+        "  ConnectWise:  {}/ui  (the simulator's ticket view; act as the technician there)",
+        sim.url()
+    );
     println!("  Login:        {LOGIN_EMAIL} / {password}");
     println!("  API token:    {token}");
     println!("  Cases:        {created} new from the shipped alerts ({repeats} already known)");
@@ -186,12 +284,21 @@ fn hash_password(password: &str) -> anyhow::Result<String> {
     Ok(hash.to_string())
 }
 
-async fn seed_integration(rt: &runtime::Runtime, partner: &Account, sim_url: &str, keys: &cw_sim::DemoKeys, url: &str) -> anyhow::Result<Integration> {
+async fn seed_integration(
+    rt: &runtime::Runtime,
+    partner: &Account,
+    sim_url: &str,
+    keys: &cw_sim::DemoKeys,
+    url: &str,
+) -> anyhow::Result<Integration> {
     let store = rt.store.as_ref();
     let now = now_millis();
     let existing = store.integration_of(&partner.id).await?;
     let mut i = Integration {
-        id: existing.as_ref().map(|e| e.id.clone()).unwrap_or_else(|| casebridge_domain::ids::new_id("intg")),
+        id: existing
+            .as_ref()
+            .map(|e| e.id.clone())
+            .unwrap_or_else(|| casebridge_domain::ids::new_id("intg")),
         account_id: partner.id.clone(),
         kind: "connectwise".into(),
         site_url: sim_url.to_string(),
@@ -214,25 +321,50 @@ async fn seed_integration(rt: &runtime::Runtime, partner: &Account, sim_url: &st
         created_at: existing.as_ref().map(|e| e.created_at).unwrap_or(now),
         updated_at: now,
     };
-    let psa = rt.sync.connectors.connector(&i).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let psa = rt
+        .sync
+        .connectors
+        .connector(&i)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     let report = psa.test_connection().await;
-    let checks: Vec<Value> = report.checks.iter().map(|c| json!({"name": c.name, "ok": c.ok, "message": c.message})).collect();
-    anyhow::ensure!(report.passed(), "the demo integration failed its Test: {checks:?}");
+    let checks: Vec<Value> = report
+        .checks
+        .iter()
+        .map(|c| json!({"name": c.name, "ok": c.ok, "message": c.message}))
+        .collect();
+    anyhow::ensure!(
+        report.passed(),
+        "the demo integration failed its Test: {checks:?}"
+    );
     i.last_test = Some(json!({"passed": true, "checks": checks}));
     i.tested_ok = true;
     i.active = true;
     let hook = format!("{url}/hooks/connectwise/{}?recordId=", i.id);
-    let reg = psa.ensure_callback(&hook).await.map_err(|e| anyhow::anyhow!("registering the demo callback: {e}"))?;
+    let reg = psa
+        .ensure_callback(&hook)
+        .await
+        .map_err(|e| anyhow::anyhow!("registering the demo callback: {e}"))?;
     i.callback_id = Some(reg.id);
     i.sync_mode = "callbacks".into();
-    store.save_integration(&i, &audit(&partner.id, "demo_support_system")).await?;
+    store
+        .save_integration(&i, &audit(&partner.id, "demo_support_system"))
+        .await?;
     Ok(i)
 }
 
-async fn seed_mappings(store: &dyn Store, psa: &dyn Psa, partner: &Account, subs: &[Account], integration: &Integration) -> anyhow::Result<()> {
+async fn seed_mappings(
+    store: &dyn Store,
+    psa: &dyn Psa,
+    partner: &Account,
+    subs: &[Account],
+    integration: &Integration,
+) -> anyhow::Result<()> {
     let boards = psa.boards().await.map_err(|e| anyhow::anyhow!("{e}"))?;
     let active: Vec<_> = boards.iter().filter(|b| !b.inactive).collect();
-    anyhow::ensure!(active.len() >= 2, "the simulator seed needs two active boards");
+    anyhow::ensure!(
+        active.len() >= 2,
+        "the simulator seed needs two active boards"
+    );
     let (endpoint, cloud) = (active[0], active[1]);
     // every rule that occurs in a shipped alert, with its suggested rule type
     let mut assignments: Vec<RuleAssignment> = Vec::new();
@@ -251,15 +383,26 @@ async fn seed_mappings(store: &dyn Store, psa: &dyn Psa, partner: &Account, subs
                         }
                     }
                 };
-                let rule_type = if rule_type == "Other" { "Endpoint".to_string() } else { rule_type };
-                assignments.push(RuleAssignment { rule_id: a.rule.id.clone(), rule_type });
+                let rule_type = if rule_type == "Other" {
+                    "Endpoint".to_string()
+                } else {
+                    rule_type
+                };
+                assignments.push(RuleAssignment {
+                    rule_id: a.rule.id.clone(),
+                    rule_type,
+                });
             }
         }
     }
     let rule_types = DEFAULT_RULE_TYPES
         .iter()
         .map(|t| {
-            let board = if matches!(*t, "Cloud" | "Identity" | "Email") { cloud } else { endpoint };
+            let board = if matches!(*t, "Cloud" | "Identity" | "Email") {
+                cloud
+            } else {
+                endpoint
+            };
             RuleTypeBoard {
                 rule_type: t.to_string(),
                 board_id: Some(board.id),
@@ -271,14 +414,35 @@ async fn seed_mappings(store: &dyn Store, psa: &dyn Psa, partner: &Account, subs
             }
         })
         .collect();
-    let board = BoardMappings { rule_types, assignments };
-    store.put_mapping(&partner.id, MappingResource::Board, Some(&serde_json::to_value(&board)?), &audit(&partner.id, "demo_board_mappings")).await?;
+    let board = BoardMappings {
+        rule_types,
+        assignments,
+    };
+    store
+        .put_mapping(
+            &partner.id,
+            MappingResource::Board,
+            Some(&serde_json::to_value(&board)?),
+            &audit(&partner.id, "demo_board_mappings"),
+        )
+        .await?;
 
     let priorities = psa.priorities().await.map_err(|e| anyhow::anyhow!("{e}"))?;
     let p = |i: usize| priorities.get(i).map(|p| p.id);
-    let partner_crit = CriticalityMappings { critical: p(0), high: p(1), medium: p(2), low: p(3), informational: p(4) };
+    let partner_crit = CriticalityMappings {
+        critical: p(0),
+        high: p(1),
+        medium: p(2),
+        low: p(3),
+        informational: p(4),
+    };
     store
-        .put_mapping(&partner.id, MappingResource::Criticality, Some(&serde_json::to_value(&partner_crit)?), &audit(&partner.id, "demo_criticality"))
+        .put_mapping(
+            &partner.id,
+            MappingResource::Criticality,
+            Some(&serde_json::to_value(&partner_crit)?),
+            &audit(&partner.id, "demo_criticality"),
+        )
         .await?;
     let mut companies = Vec::new();
     for (a, (_, company, own_crit)) in subs.iter().zip(SUBTENANTS) {
@@ -287,22 +451,58 @@ async fn seed_mappings(store: &dyn Store, psa: &dyn Psa, partner: &Account, subs
         }
         if own_crit {
             // a stricter client: high is treated as critical, medium as high
-            let own = CriticalityMappings { critical: p(0), high: p(0), medium: p(1), low: p(2), informational: p(3) };
-            store.put_mapping(&a.id, MappingResource::Criticality, Some(&serde_json::to_value(&own)?), &audit(&a.id, "demo_criticality")).await?;
+            let own = CriticalityMappings {
+                critical: p(0),
+                high: p(0),
+                medium: p(1),
+                low: p(2),
+                informational: p(3),
+            };
+            store
+                .put_mapping(
+                    &a.id,
+                    MappingResource::Criticality,
+                    Some(&serde_json::to_value(&own)?),
+                    &audit(&a.id, "demo_criticality"),
+                )
+                .await?;
         }
-        store.put_escalation_policy(&a.id, Some(Criticality::High), &audit(&a.id, "demo_policy")).await?;
+        store
+            .put_escalation_policy(&a.id, Some(Criticality::High), &audit(&a.id, "demo_policy"))
+            .await?;
     }
-    store.put_escalation_policy(&partner.id, Some(Criticality::High), &audit(&partner.id, "demo_policy")).await?;
-    store.put_company_mappings(&partner.id, &companies, &audit(&partner.id, "demo_company_mappings")).await?;
+    store
+        .put_escalation_policy(
+            &partner.id,
+            Some(Criticality::High),
+            &audit(&partner.id, "demo_policy"),
+        )
+        .await?;
+    store
+        .put_company_mappings(
+            &partner.id,
+            &companies,
+            &audit(&partner.id, "demo_company_mappings"),
+        )
+        .await?;
     let mut sm = StatusMappings::default();
     for b in [endpoint, cloud] {
-        let statuses = psa.board_statuses(b.id).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+        let statuses = psa
+            .board_statuses(b.id)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
         let facts: Vec<_> = statuses.iter().map(|s| s.facts()).collect();
         let mut m = propose_defaults(b.id, &facts);
         m.confirmed = true;
         sm.boards.push(m);
     }
-    store.put_status_mappings(&integration.account_id, &sm, &audit(&partner.id, "demo_status_mappings")).await?;
+    store
+        .put_status_mappings(
+            &integration.account_id,
+            &sm,
+            &audit(&partner.id, "demo_status_mappings"),
+        )
+        .await?;
     Ok(())
 }
 
@@ -311,8 +511,22 @@ async fn ingest_shipped(rt: &runtime::Runtime, subs: &[Account]) -> anyhow::Resu
     let (mut created, mut repeats) = (0, 0);
     for (n, doc) in shipped_alerts().iter().enumerate() {
         let target = &subs[n % subs.len()].id;
-        let who = Attribution { default_account: Some(target), own_account: target, own_is_partner: false, allowed: &allowed, actor: "demo ingest" };
-        let report = ingest_body(rt.store.as_ref(), doc.as_bytes(), None, false, ParseOptions::default(), &who).await?;
+        let who = Attribution {
+            default_account: Some(target),
+            own_account: target,
+            own_is_partner: false,
+            allowed: &allowed,
+            actor: "demo ingest",
+        };
+        let report = ingest_body(
+            rt.store.as_ref(),
+            doc.as_bytes(),
+            None,
+            false,
+            ParseOptions::default(),
+            &who,
+        )
+        .await?;
         created += report.created;
         repeats += report.repeats;
         for case in &report.new_cases {
@@ -325,9 +539,16 @@ async fn ingest_shipped(rt: &runtime::Runtime, subs: &[Account]) -> anyhow::Resu
 }
 
 async fn wait_for_ok(url: &str) -> anyhow::Result<()> {
-    let client = reqwest::Client::builder().timeout(std::time::Duration::from_secs(2)).build()?;
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(2))
+        .build()?;
     for _ in 0..100 {
-        if client.get(url).send().await.is_ok_and(|r| r.status().is_success()) {
+        if client
+            .get(url)
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
             return Ok(());
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
@@ -342,4 +563,3 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
     Ok(())
 }
-

@@ -14,10 +14,14 @@ use clap::{Parser, Subcommand, ValueEnum};
 use config::Settings;
 
 #[derive(Parser)]
-#[command(name = "casebridge", version, about = "Security cases synced both ways with ConnectWise PSA tickets, for MSSPs and their sub-tenants.",
+#[command(
+    name = "casebridge",
+    version,
+    about = "Security cases synced both ways with ConnectWise PSA tickets, for MSSPs and their sub-tenants.",
     long_about = "Security cases synced both ways with ConnectWise PSA tickets, for MSSPs and their sub-tenants.\n\n\
 Every option can also come from a TOML config file (--config or CASEBRIDGE_CONFIG) or a CASEBRIDGE_* environment \
-variable (e.g. CASEBRIDGE_DATA_DIR, CASEBRIDGE_DATABASE_URL, CASEBRIDGE_PUBLIC_URL, CASEBRIDGE_MASTER_KEY); flags win.")]
+variable (e.g. CASEBRIDGE_DATA_DIR, CASEBRIDGE_DATABASE_URL, CASEBRIDGE_PUBLIC_URL, CASEBRIDGE_MASTER_KEY); flags win."
+)]
 struct Cli {
     /// TOML config file (also CASEBRIDGE_CONFIG).
     #[arg(long, global = true)]
@@ -126,7 +130,10 @@ enum TokenCommand {
 
 fn settings(cli: &Cli, extra: &[(&str, Option<String>)]) -> anyhow::Result<Settings> {
     let mut overrides = vec![
-        ("data_dir", cli.data_dir.as_ref().map(|p| p.display().to_string())),
+        (
+            "data_dir",
+            cli.data_dir.as_ref().map(|p| p.display().to_string()),
+        ),
         ("database_url", cli.database_url.clone()),
     ];
     overrides.extend(extra.iter().cloned());
@@ -136,20 +143,31 @@ fn settings(cli: &Cli, extra: &[(&str, Option<String>)]) -> anyhow::Result<Setti
 fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("CASEBRIDGE_LOG").unwrap_or_else(|_| "info,sqlx=warn,hyper=warn".into()),
+            tracing_subscriber::EnvFilter::try_from_env("CASEBRIDGE_LOG")
+                .unwrap_or_else(|_| "info,sqlx=warn,hyper=warn".into()),
         )
         .with_writer(std::io::stderr)
         .init();
     casebridge_connector::install_crypto_provider();
     let cli = Cli::parse();
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
     rt.block_on(run(cli))
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match &cli.command {
-        Command::Serve { bind, public_url, role } => {
-            let s = settings(&cli, &[("bind", bind.clone()), ("public_url", public_url.clone())])?;
+        Command::Serve {
+            bind,
+            public_url,
+            role,
+        } => {
+            let s = settings(
+                &cli,
+                &[("bind", bind.clone()), ("public_url", public_url.clone())],
+            )?;
             runtime::serve(s, *role).await
         }
         Command::Demo { port, sim_port } => {
@@ -160,20 +178,36 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let s = settings(&cli, &[])?;
             std::fs::create_dir_all(&s.data_dir).ok();
             casebridge_store::open(&s.database_url(), true).await?;
-            println!("migrations applied to {}", s.database_url().split('@').next_back().unwrap_or_default());
+            println!(
+                "migrations applied to {}",
+                s.database_url().split('@').next_back().unwrap_or_default()
+            );
             Ok(())
         }
-        Command::Ingest { file, account, format } => {
+        Command::Ingest {
+            file,
+            account,
+            format,
+        } => {
             let s = settings(&cli, &[])?;
             runtime::ingest_file(s, file, account.as_deref(), format.as_deref()).await
         }
-        Command::Account { command: AccountCommand::Create { name, kind, parent } } => {
+        Command::Account {
+            command: AccountCommand::Create { name, kind, parent },
+        } => {
             let s = settings(&cli, &[])?;
             let id = runtime::create_account(&s, name, kind, parent.as_deref()).await?;
             println!("account {name} ({kind}): {id}");
             Ok(())
         }
-        Command::Token { command: TokenCommand::Create { account, role, label } } => {
+        Command::Token {
+            command:
+                TokenCommand::Create {
+                    account,
+                    role,
+                    label,
+                },
+        } => {
             let s = settings(&cli, &[])?;
             let token = runtime::create_token(&s, account, role, label).await?;
             println!("API token for {account} ({role}): {token}");

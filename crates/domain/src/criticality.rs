@@ -97,7 +97,16 @@ mod tests {
         use Criticality::*;
         assert_eq!(
             got,
-            vec![None, Some(Informational), Some(Low), Some(Medium), Some(High), Some(Critical), Some(Critical), None]
+            vec![
+                None,
+                Some(Informational),
+                Some(Low),
+                Some(Medium),
+                Some(High),
+                Some(Critical),
+                Some(Critical),
+                None
+            ]
         );
         assert_eq!(Criticality::from_ocsf_severity_id(99), None);
     }
@@ -105,10 +114,24 @@ mod tests {
     #[test]
     fn wazuh_levels_map_in_bands_of_three() {
         use Criticality::*;
-        let bands = [(0, Informational), (3, Informational), (4, Low), (6, Low), (7, Medium), (9, Medium),
-            (10, High), (12, High), (13, Critical), (15, Critical)];
+        let bands = [
+            (0, Informational),
+            (3, Informational),
+            (4, Low),
+            (6, Low),
+            (7, Medium),
+            (9, Medium),
+            (10, High),
+            (12, High),
+            (13, Critical),
+            (15, Critical),
+        ];
         for (level, want) in bands {
-            assert_eq!(Criticality::from_wazuh_level(level), Some(want), "level {level}");
+            assert_eq!(
+                Criticality::from_wazuh_level(level),
+                Some(want),
+                "level {level}"
+            );
         }
         assert_eq!(Criticality::from_wazuh_level(16), None);
         assert_eq!(Criticality::from_wazuh_level(-1), None);

@@ -87,7 +87,10 @@ impl BoardMappings {
         let mut seen = std::collections::HashSet::new();
         for (i, rt) in self.rule_types.iter().enumerate() {
             if rt.rule_type.trim().is_empty() {
-                errors.push((format!("rule_types[{i}].rule_type"), "must not be empty".into()));
+                errors.push((
+                    format!("rule_types[{i}].rule_type"),
+                    "must not be empty".into(),
+                ));
             } else if !seen.insert(rt.rule_type.as_str()) {
                 errors.push((
                     format!("rule_types[{i}].rule_type"),
@@ -218,15 +221,44 @@ mod tests {
     fn validation_names_duplicate_and_dangling_entries() {
         let m = BoardMappings {
             rule_types: vec![
-                RuleTypeBoard { rule_type: "Endpoint".into(), board_id: Some(1), board_name: None, type_id: None, subtype_id: None, item_id: None, status_id: None },
-                RuleTypeBoard { rule_type: "Endpoint".into(), board_id: Some(2), board_name: None, type_id: None, subtype_id: None, item_id: None, status_id: None },
+                RuleTypeBoard {
+                    rule_type: "Endpoint".into(),
+                    board_id: Some(1),
+                    board_name: None,
+                    type_id: None,
+                    subtype_id: None,
+                    item_id: None,
+                    status_id: None,
+                },
+                RuleTypeBoard {
+                    rule_type: "Endpoint".into(),
+                    board_id: Some(2),
+                    board_name: None,
+                    type_id: None,
+                    subtype_id: None,
+                    item_id: None,
+                    status_id: None,
+                },
             ],
             assignments: vec![
-                RuleAssignment { rule_id: "r1".into(), rule_type: "Endpoint".into() },
-                RuleAssignment { rule_id: "r1".into(), rule_type: "Cloud".into() },
+                RuleAssignment {
+                    rule_id: "r1".into(),
+                    rule_type: "Endpoint".into(),
+                },
+                RuleAssignment {
+                    rule_id: "r1".into(),
+                    rule_type: "Cloud".into(),
+                },
             ],
         };
         let fields: Vec<_> = m.validate().into_iter().map(|(f, _)| f).collect();
-        assert_eq!(fields, vec!["rule_types[1].rule_type", "assignments[1].rule_id", "assignments[1].rule_type"]);
+        assert_eq!(
+            fields,
+            vec![
+                "rule_types[1].rule_type",
+                "assignments[1].rule_id",
+                "assignments[1].rule_type"
+            ]
+        );
     }
 }

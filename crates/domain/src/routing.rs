@@ -52,12 +52,18 @@ pub struct RoutingSettings {
 
 /// Resolves the effective settings of `own` (an account), given its partner's settings when it
 /// is a sub-tenant.
-pub fn resolve_settings(own: &AccountSettings, partner: Option<&AccountSettings>) -> RoutingSettings {
+pub fn resolve_settings(
+    own: &AccountSettings,
+    partner: Option<&AccountSettings>,
+) -> RoutingSettings {
     if let Some(integration) = &own.integration {
         return RoutingSettings {
             integration: Some((integration.clone(), MappingSource::Own)),
             board_mappings: own.board_mappings.clone().map(|m| (m, MappingSource::Own)),
-            criticality_mappings: own.criticality_mappings.clone().map(|m| (m, MappingSource::Own)),
+            criticality_mappings: own
+                .criticality_mappings
+                .clone()
+                .map(|m| (m, MappingSource::Own)),
             company_identifier: company_mapping_of(own, &own.account_id),
             status_mappings: own.status_mappings.clone(),
         };
@@ -72,7 +78,10 @@ pub fn resolve_settings(own: &AccountSettings, partner: Option<&AccountSettings>
         return RoutingSettings {
             integration: None,
             board_mappings: own.board_mappings.clone().map(|m| (m, MappingSource::Own)),
-            criticality_mappings: own.criticality_mappings.clone().map(|m| (m, MappingSource::Own)),
+            criticality_mappings: own
+                .criticality_mappings
+                .clone()
+                .map(|m| (m, MappingSource::Own)),
             company_identifier: None,
             status_mappings: StatusMappings::default(),
         };
@@ -81,14 +90,22 @@ pub fn resolve_settings(own: &AccountSettings, partner: Option<&AccountSettings>
     RoutingSettings {
         integration: Some((integration.clone(), MappingSource::Partner)),
         board_mappings: pick(uniform, &own.board_mappings, &partner.board_mappings),
-        criticality_mappings: pick(uniform, &own.criticality_mappings, &partner.criticality_mappings),
+        criticality_mappings: pick(
+            uniform,
+            &own.criticality_mappings,
+            &partner.criticality_mappings,
+        ),
         company_identifier: company_mapping_of(partner, &own.account_id),
         status_mappings: partner.status_mappings.clone(),
     }
 }
 
 /// Picks one whole resource: the sub-tenant's own copy unless uniform mode forces the partner's.
-fn pick<T: Clone>(uniform: bool, own: &Option<T>, partner: &Option<T>) -> Option<(T, MappingSource)> {
+fn pick<T: Clone>(
+    uniform: bool,
+    own: &Option<T>,
+    partner: &Option<T>,
+) -> Option<(T, MappingSource)> {
     match (uniform, own) {
         (false, Some(m)) => Some((m.clone(), MappingSource::Own)),
         _ => partner.clone().map(|m| (m, MappingSource::Partner)),
@@ -129,17 +146,30 @@ pub struct TicketPlan {
 /// Why a case gets no ticket. Its `Display` is the Activity Log's wording.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum NotTicketed {
-    #[error("not ticketed: {account} has no support system, and no partner applies its integration to it")]
+    #[error(
+        "not ticketed: {account} has no support system, and no partner applies its integration to it"
+    )]
     NoIntegration { account: String },
     #[error("not ticketed: the support system is not active (run its Test, then activate it)")]
     IntegrationInactive,
     #[error("not ticketed: {account} has no board mappings ({source_hint})")]
-    NoBoardMappings { account: String, source_hint: String },
+    NoBoardMappings {
+        account: String,
+        source_hint: String,
+    },
     #[error("not ticketed: rule {rule_id} has no rule type on this account ({mapping})")]
-    RuleUnassigned { rule_id: String, mapping: &'static str },
+    RuleUnassigned {
+        rule_id: String,
+        mapping: &'static str,
+    },
     #[error("not ticketed: rule type {rule_type} has no board ({mapping})")]
-    RuleTypeWithoutBoard { rule_type: String, mapping: &'static str },
-    #[error("not ticketed: no company mapping for {account} and the integration has no parent company identifier")]
+    RuleTypeWithoutBoard {
+        rule_type: String,
+        mapping: &'static str,
+    },
+    #[error(
+        "not ticketed: no company mapping for {account} and the integration has no parent company identifier"
+    )]
     NoCompany { account: String },
 }
 
@@ -158,7 +188,10 @@ impl NotTicketed {
 }
 
 /// Decides where `case`'s ticket goes under `settings`.
-pub fn resolve_ticket_plan(case: &RoutingCase<'_>, settings: &RoutingSettings) -> Result<TicketPlan, NotTicketed> {
+pub fn resolve_ticket_plan(
+    case: &RoutingCase<'_>,
+    settings: &RoutingSettings,
+) -> Result<TicketPlan, NotTicketed> {
     let account = case.account_name.to_string();
     let Some((integration, integration_source)) = &settings.integration else {
         return Err(NotTicketed::NoIntegration { account });
@@ -171,7 +204,10 @@ pub fn resolve_ticket_plan(case: &RoutingCase<'_>, settings: &RoutingSettings) -
             MappingSource::Own => "set them under Board Mappings".to_string(),
             MappingSource::Partner => "neither its own nor the partner's".to_string(),
         };
-        return Err(NotTicketed::NoBoardMappings { account, source_hint });
+        return Err(NotTicketed::NoBoardMappings {
+            account,
+            source_hint,
+        });
     };
     let Some(rule_type) = boards.rule_type_of(case.rule_id) else {
         return Err(NotTicketed::RuleUnassigned {
@@ -190,14 +226,22 @@ pub fn resolve_ticket_plan(case: &RoutingCase<'_>, settings: &RoutingSettings) -
         Some(name) => format!("board {board_id} ({name})"),
         None => format!("board {board_id}"),
     };
-    let mut reasons = vec![format!("{board_label}: rule type {rule_type}, {}", board_source.describe())];
+    let mut reasons = vec![format!(
+        "{board_label}: rule type {rule_type}, {}",
+        board_source.describe()
+    )];
 
     let (company_identifier, company_reason) = match &settings.company_identifier {
-        Some(c) => (c.clone(), format!("company {c}: company ID mapping of {account}")),
+        Some(c) => (
+            c.clone(),
+            format!("company {c}: company ID mapping of {account}"),
+        ),
         None => match &integration.parent_company_identifier {
             Some(p) => (
                 p.clone(),
-                format!("company {p}: no company ID mapping for {account}, filed under the parent company"),
+                format!(
+                    "company {p}: no company ID mapping for {account}, filed under the parent company"
+                ),
             ),
             None => return Err(NotTicketed::NoCompany { account }),
         },
@@ -207,7 +251,11 @@ pub fn resolve_ticket_plan(case: &RoutingCase<'_>, settings: &RoutingSettings) -
     let priority_id = match &settings.criticality_mappings {
         Some((m, src)) => match m.priority_for(case.criticality) {
             Some(p) => {
-                reasons.push(format!("priority {p}: {}, {}", case.criticality, src.describe()));
+                reasons.push(format!(
+                    "priority {p}: {}, {}",
+                    case.criticality,
+                    src.describe()
+                ));
                 Some(p)
             }
             None => {
@@ -220,7 +268,9 @@ pub fn resolve_ticket_plan(case: &RoutingCase<'_>, settings: &RoutingSettings) -
             }
         },
         None => {
-            reasons.push("no priority: no criticality mappings; ConnectWise applies its default".to_string());
+            reasons.push(
+                "no priority: no criticality mappings; ConnectWise applies its default".to_string(),
+            );
             None
         }
     };

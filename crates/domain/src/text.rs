@@ -38,7 +38,10 @@ mod tests {
 
     #[test]
     fn short_text_is_left_alone() {
-        assert_eq!(truncate_utf16("Mimikatz on HOST-1", 100), "Mimikatz on HOST-1");
+        assert_eq!(
+            truncate_utf16("Mimikatz on HOST-1", 100),
+            "Mimikatz on HOST-1"
+        );
     }
 
     #[test]

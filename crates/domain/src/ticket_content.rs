@@ -3,8 +3,8 @@
 //! internal analysis with observables, source details and the portal link. Analyst-only data
 //! never goes into customer-visible fields.
 
-use crate::text::truncate_utf16;
 use crate::Criticality;
+use crate::text::truncate_utf16;
 
 /// ConnectWise's `summary` limit, in UTF-16 code units.
 pub const SUMMARY_MAX: usize = 100;
@@ -58,7 +58,13 @@ pub fn build_ticket_content(c: &CaseForTicket<'_>) -> TicketContent {
         internal.push_str(&format!("\n\nCase in Casebridge: {url}"));
     }
     let (severity, impact) = c.criticality.connectwise_severity_impact();
-    TicketContent { summary, initial_description: description, initial_internal_analysis: internal, severity, impact }
+    TicketContent {
+        summary,
+        initial_description: description,
+        initial_internal_analysis: internal,
+        severity,
+        impact,
+    }
 }
 
 /// The marker a note we send carries, so that a note whose POST outcome is unknown can be found
@@ -106,7 +112,10 @@ mod tests {
         assert!(!t.initial_description.contains("WKSTN-01"));
         assert!(!t.initial_description.contains("https://portal.example"));
         assert!(t.initial_internal_analysis.contains("WKSTN-01"));
-        assert!(t.initial_internal_analysis.contains("https://portal.example/cases/1"));
+        assert!(
+            t.initial_internal_analysis
+                .contains("https://portal.example/cases/1")
+        );
         assert_eq!((t.severity, t.impact), ("High", "Medium"));
     }
 

@@ -147,7 +147,14 @@ pub trait Store: Send + Sync + 'static {
     /// fairly between the accounts using it in that window. False when that would overdraw the
     /// budget or the account's share. Serialised per integration, so several nodes share one
     /// budget.
-    async fn reserve_requests(&self, integration_id: &str, account_id: &str, window_start: Millis, n: i64, limit: i64) -> Result<bool>;
+    async fn reserve_requests(
+        &self,
+        integration_id: &str,
+        account_id: &str,
+        window_start: Millis,
+        n: i64,
+        limit: i64,
+    ) -> Result<bool>;
 
     // integrations and settings
     async fn integration_of(&self, account_id: &str) -> Result<Option<Integration>>;

@@ -79,7 +79,9 @@ fn case_from(row: &DbRow) -> crate::Result<Case> {
             let state = state.unwrap_or_else(|| "linked".into());
             Some(TicketLink {
                 id,
-                integration_id: row.try_get::<Option<String>, _>("ticket_integration_id")?.unwrap_or_default(),
+                integration_id: row
+                    .try_get::<Option<String>, _>("ticket_integration_id")?
+                    .unwrap_or_default(),
                 board_id: row.try_get("ticket_board_id")?,
                 status_id: row.try_get("ticket_status_id")?,
                 priority_id: row.try_get("ticket_priority_id")?,
@@ -181,14 +183,16 @@ fn integration_from(row: &DbRow) -> crate::Result<Integration> {
 }
 
 async fn insert_audit(tx: &mut Tx, a: &AuditEntry) -> crate::Result<()> {
-    sqlx::query("INSERT INTO audit_log (account_id, actor, at, action, detail) VALUES ($1, $2, $3, $4, $5)")
-        .bind(&a.account_id)
-        .bind(&a.actor)
-        .bind(a.at)
-        .bind(&a.action)
-        .bind(a.detail.to_string())
-        .execute(&mut **tx)
-        .await?;
+    sqlx::query(
+        "INSERT INTO audit_log (account_id, actor, at, action, detail) VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(&a.account_id)
+    .bind(&a.actor)
+    .bind(a.at)
+    .bind(&a.action)
+    .bind(a.detail.to_string())
+    .execute(&mut **tx)
+    .await?;
     Ok(())
 }
 
@@ -206,11 +210,15 @@ async fn insert_activity(tx: &mut Tx, case_id: &str, a: &Activity) -> crate::Res
 }
 
 async fn case_in(tx: &mut Tx, id: &str) -> crate::Result<Case> {
-    let row = sqlx::query(concat!("SELECT ", case_cols!(), " FROM cases WHERE id = $1"))
-        .bind(id)
-        .fetch_optional(&mut **tx)
-        .await?
-        .ok_or_else(|| StoreError::NotFound(format!("case {id}")))?;
+    let row = sqlx::query(concat!(
+        "SELECT ",
+        case_cols!(),
+        " FROM cases WHERE id = $1"
+    ))
+    .bind(id)
+    .fetch_optional(&mut **tx)
+    .await?
+    .ok_or_else(|| StoreError::NotFound(format!("case {id}")))?;
     case_from(&row)
 }
 
@@ -256,11 +264,13 @@ async fn apply_change_in(tx: &mut Tx, case_id: &str, change: &CaseChange) -> cra
             .await?;
     }
     if change.raise_alert_count {
-        sqlx::query("UPDATE cases SET alert_count = alert_count + 1, updated_at = $1 WHERE id = $2")
-            .bind(now)
-            .bind(case_id)
-            .execute(&mut **tx)
-            .await?;
+        sqlx::query(
+            "UPDATE cases SET alert_count = alert_count + 1, updated_at = $1 WHERE id = $2",
+        )
+        .bind(now)
+        .bind(case_id)
+        .execute(&mut **tx)
+        .await?;
     }
     match &change.ticket {
         None => {}
@@ -347,7 +357,9 @@ impl Store for ThisStore {
 
     async fn migrate(&self) -> crate::Result<()> {
         let mut tx = self.begin_write().await?;
-        sqlx::query(migrations::CREATE_TABLE).execute(&mut *tx).await?;
+        sqlx::query(migrations::CREATE_TABLE)
+            .execute(&mut *tx)
+            .await?;
         let applied: Vec<i64> = sqlx::query("SELECT version FROM schema_migrations")
             .fetch_all(&mut *tx)
             .await?
@@ -356,13 +368,20 @@ impl Store for ThisStore {
             .collect::<Result<_, _>>()?;
         for m in MIGRATIONS.iter().filter(|m| !applied.contains(&m.version)) {
             sqlx::raw_sql(m.sql).execute(&mut *tx).await?;
-            sqlx::query("INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)")
-                .bind(m.version)
-                .bind(m.name)
-                .bind(now_millis())
-                .execute(&mut *tx)
-                .await?;
-            tracing::info!(backend = BACKEND, version = m.version, name = m.name, "migration applied");
+            sqlx::query(
+                "INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)",
+            )
+            .bind(m.version)
+            .bind(m.name)
+            .bind(now_millis())
+            .execute(&mut *tx)
+            .await?;
+            tracing::info!(
+                backend = BACKEND,
+                version = m.version,
+                name = m.name,
+                "migration applied"
+            );
         }
         tx.commit().await?;
         Ok(())
@@ -373,14 +392,21 @@ impl Store for ThisStore {
             .fetch_optional(&self.pool)
             .await;
         match row {
-            Ok(Some(r)) => Ok(r.try_get::<Option<i64>, _>("v")?.unwrap_or(0) >= migrations::latest(MIGRATIONS)),
+            Ok(Some(r)) => Ok(
+                r.try_get::<Option<i64>, _>("v")?.unwrap_or(0) >= migrations::latest(MIGRATIONS)
+            ),
             Ok(None) => Ok(false),
             Err(sqlx::Error::Database(_)) => Ok(false), // no migrations table yet
             Err(e) => Err(e.into()),
         }
     }
 
-    async fn create_account(&self, name: &str, kind: AccountKind, parent_id: Option<&str>) -> crate::Result<Account> {
+    async fn create_account(
+        &self,
+        name: &str,
+        kind: AccountKind,
+        parent_id: Option<&str>,
+    ) -> crate::Result<Account> {
         let a = Account {
             id: new_id("acct"),
             name: name.to_string(),
@@ -462,7 +488,13 @@ impl Store for ThisStore {
             .is_some())
     }
 
-    async fn create_token(&self, account_id: &str, role: Role, token_hash: &str, label: &str) -> crate::Result<String> {
+    async fn create_token(
+        &self,
+        account_id: &str,
+        role: Role,
+        token_hash: &str,
+        label: &str,
+    ) -> crate::Result<String> {
         let id = new_id("tok");
         let mut tx = self.begin_write().await?;
         sqlx::query("INSERT INTO api_tokens (id, account_id, role, token_hash, label, created_at) VALUES ($1, $2, $3, $4, $5, $6)")
@@ -479,10 +511,11 @@ impl Store for ThisStore {
     }
 
     async fn token_grant(&self, token_hash: &str) -> crate::Result<Option<TokenGrant>> {
-        let Some(row) = sqlx::query("SELECT id, account_id, role FROM api_tokens WHERE token_hash = $1")
-            .bind(token_hash)
-            .fetch_optional(&self.pool)
-            .await?
+        let Some(row) =
+            sqlx::query("SELECT id, account_id, role FROM api_tokens WHERE token_hash = $1")
+                .bind(token_hash)
+                .fetch_optional(&self.pool)
+                .await?
         else {
             return Ok(None);
         };
@@ -564,23 +597,35 @@ impl Store for ThisStore {
         .rows_affected()
             == 1;
         let result = if inserted {
-            let msg = format!("case opened from a {} alert (rule {})", c.source_format, c.rule_id);
-            insert_activity(&mut tx, &c.id, &Activity::new(actor, Direction::Local, "case_opened", msg)).await?;
+            let msg = format!(
+                "case opened from a {} alert (rule {})",
+                c.source_format, c.rule_id
+            );
+            insert_activity(
+                &mut tx,
+                &c.id,
+                &Activity::new(actor, Direction::Local, "case_opened", msg),
+            )
+            .await?;
             AlertInsert::Created(Box::new(case_in(&mut tx, &c.id).await?))
         } else {
-            let id: String = sqlx::query("SELECT id FROM cases WHERE account_id = $1 AND source_key = $2")
-                .bind(&c.account_id)
-                .bind(&c.source_key)
-                .fetch_one(&mut *tx)
-                .await?
-                .try_get("id")?;
+            let id: String =
+                sqlx::query("SELECT id FROM cases WHERE account_id = $1 AND source_key = $2")
+                    .bind(&c.account_id)
+                    .bind(&c.source_key)
+                    .fetch_one(&mut *tx)
+                    .await?
+                    .try_get("id")?;
             let change = CaseChange {
                 raise_alert_count: true,
                 activity: vec![Activity::new(
                     actor,
                     Direction::Local,
                     "alert_repeat",
-                    format!("the same {} alert arrived again ({}); no new case, nothing sent to ConnectWise", c.source_format, c.source_key),
+                    format!(
+                        "the same {} alert arrived again ({}); no new case, nothing sent to ConnectWise",
+                        c.source_format, c.source_key
+                    ),
                 )],
                 ..Default::default()
             };
@@ -591,19 +636,27 @@ impl Store for ThisStore {
     }
 
     async fn case(&self, id: &str) -> crate::Result<Option<Case>> {
-        sqlx::query(concat!("SELECT ", case_cols!(), " FROM cases WHERE id = $1"))
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?
-            .map(|r| case_from(&r))
-            .transpose()
+        sqlx::query(concat!(
+            "SELECT ",
+            case_cols!(),
+            " FROM cases WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?
+        .map(|r| case_from(&r))
+        .transpose()
     }
 
     async fn cases(&self, f: &CaseFilter) -> crate::Result<Vec<Case>> {
         if f.account_ids.is_empty() {
             return Ok(Vec::new());
         }
-        let mut qb = sqlx::QueryBuilder::<Db>::new(concat!("SELECT ", case_cols!(), " FROM cases WHERE account_id IN ("));
+        let mut qb = sqlx::QueryBuilder::<Db>::new(concat!(
+            "SELECT ",
+            case_cols!(),
+            " FROM cases WHERE account_id IN ("
+        ));
         let mut sep = qb.separated(", ");
         for a in &f.account_ids {
             sep.push_bind(a.clone());
@@ -619,7 +672,14 @@ impl Store for ThisStore {
             // `%`, `_` and `\` in the query are text, not wildcards. SQLite's LOWER() folds ASCII
             // only, PostgreSQL's all of Unicode: matching the column's LOWER() against both the
             // fully and the ASCII-lowercased query finds text as typed on both backends.
-            let like = |s: String| format!("%{}%", s.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"));
+            let like = |s: String| {
+                format!(
+                    "%{}%",
+                    s.replace('\\', "\\\\")
+                        .replace('%', "\\%")
+                        .replace('_', "\\_")
+                )
+            };
             let q = q.trim();
             let patterns = [like(q.to_lowercase()), like(q.to_ascii_lowercase())];
             qb.push(" AND (");
@@ -628,7 +688,9 @@ impl Store for ThisStore {
                     if i + j > 0 {
                         qb.push(" OR ");
                     }
-                    qb.push(format_args!("LOWER({col}) LIKE ")).push_bind(pattern.clone()).push(" ESCAPE '\\'");
+                    qb.push(format_args!("LOWER({col}) LIKE "))
+                        .push_bind(pattern.clone())
+                        .push(" ESCAPE '\\'");
                 }
             }
             qb.push(")");
@@ -637,10 +699,19 @@ impl Store for ThisStore {
             qb.push(" AND id < ").push_bind(before.clone());
         }
         qb.push(" ORDER BY id DESC LIMIT ").push_bind(f.limit);
-        qb.build().fetch_all(&self.pool).await?.iter().map(case_from).collect()
+        qb.build()
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(case_from)
+            .collect()
     }
 
-    async fn case_by_ticket(&self, integration_id: &str, ticket_id: i64) -> crate::Result<Option<Case>> {
+    async fn case_by_ticket(
+        &self,
+        integration_id: &str,
+        ticket_id: i64,
+    ) -> crate::Result<Option<Case>> {
         sqlx::query(concat!(
             "SELECT ",
             case_cols!(),
@@ -706,7 +777,13 @@ impl Store for ThisStore {
         .collect()
     }
 
-    async fn claim_jobs(&self, owner: &str, now: Millis, lease_until: Millis, limit: i64) -> crate::Result<Vec<Job>> {
+    async fn claim_jobs(
+        &self,
+        owner: &str,
+        now: Millis,
+        lease_until: Millis,
+        limit: i64,
+    ) -> crate::Result<Vec<Job>> {
         let mut tx = self.begin_write().await?;
         let sql = format!(
             "SELECT {} FROM outbox o WHERE o.state IN ('pending', 'running') AND o.due_at <= $1 \
@@ -715,7 +792,11 @@ impl Store for ThisStore {
              AND e.state IN ('pending', 'running', 'dead')) ORDER BY o.seq LIMIT $2{SKIP_LOCKED}",
             job_cols!()
         );
-        let rows = sqlx::query(AssertSqlSafe(sql)).bind(now).bind(limit).fetch_all(&mut *tx).await?;
+        let rows = sqlx::query(AssertSqlSafe(sql))
+            .bind(now)
+            .bind(limit)
+            .fetch_all(&mut *tx)
+            .await?;
         let mut jobs = Vec::with_capacity(rows.len());
         for r in &rows {
             let mut j = job_from(r)?;
@@ -736,7 +817,12 @@ impl Store for ThisStore {
         Ok(jobs)
     }
 
-    async fn heartbeat_jobs(&self, owner: &str, job_ids: &[String], lease_until: Millis) -> crate::Result<()> {
+    async fn heartbeat_jobs(
+        &self,
+        owner: &str,
+        job_ids: &[String],
+        lease_until: Millis,
+    ) -> crate::Result<()> {
         let mut tx = self.begin_write().await?;
         for id in job_ids {
             sqlx::query("UPDATE outbox SET lease_until = $1 WHERE id = $2 AND lease_owner = $3 AND state = 'running'")
@@ -750,7 +836,14 @@ impl Store for ThisStore {
         Ok(())
     }
 
-    async fn finish_job(&self, job_id: &str, owner: &str, attempt: &Attempt, outcome: JobOutcome, effects: Option<CaseChange>) -> crate::Result<()> {
+    async fn finish_job(
+        &self,
+        job_id: &str,
+        owner: &str,
+        attempt: &Attempt,
+        outcome: JobOutcome,
+        effects: Option<CaseChange>,
+    ) -> crate::Result<()> {
         let mut tx = self.begin_write().await?;
         let (state, due, err) = match &outcome {
             JobOutcome::Done => ("done", None, None),
@@ -771,7 +864,9 @@ impl Store for ThisStore {
         .await?
         .rows_affected();
         if updated == 0 {
-            return Err(StoreError::Conflict(format!("job {job_id} is no longer leased to {owner}")));
+            return Err(StoreError::Conflict(format!(
+                "job {job_id} is no longer leased to {owner}"
+            )));
         }
         sqlx::query("INSERT INTO sync_attempts (job_id, at, status_code, error, duration_ms, outcome) VALUES ($1, $2, $3, $4, $5, $6)")
             .bind(job_id)
@@ -804,11 +899,20 @@ impl Store for ThisStore {
         Ok(())
     }
 
-    async fn jobs(&self, state: Option<JobState>, account_ids: &[String], limit: i64) -> crate::Result<Vec<Job>> {
+    async fn jobs(
+        &self,
+        state: Option<JobState>,
+        account_ids: &[String],
+        limit: i64,
+    ) -> crate::Result<Vec<Job>> {
         if account_ids.is_empty() {
             return Ok(Vec::new());
         }
-        let mut qb = sqlx::QueryBuilder::<Db>::new(concat!("SELECT ", job_cols!(), " FROM outbox o WHERE o.account_id IN ("));
+        let mut qb = sqlx::QueryBuilder::<Db>::new(concat!(
+            "SELECT ",
+            job_cols!(),
+            " FROM outbox o WHERE o.account_id IN ("
+        ));
         let mut sep = qb.separated(", ");
         for a in account_ids {
             sep.push_bind(a.clone());
@@ -818,16 +922,25 @@ impl Store for ThisStore {
             qb.push(" AND o.state = ").push_bind(s.as_str());
         }
         qb.push(" ORDER BY o.seq DESC LIMIT ").push_bind(limit);
-        qb.build().fetch_all(&self.pool).await?.iter().map(job_from).collect()
+        qb.build()
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(job_from)
+            .collect()
     }
 
     async fn job(&self, id: &str) -> crate::Result<Option<Job>> {
-        sqlx::query(concat!("SELECT ", job_cols!(), " FROM outbox o WHERE o.id = $1"))
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?
-            .map(|r| job_from(&r))
-            .transpose()
+        sqlx::query(concat!(
+            "SELECT ",
+            job_cols!(),
+            " FROM outbox o WHERE o.id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?
+        .map(|r| job_from(&r))
+        .transpose()
     }
 
     async fn job_attempts(&self, id: &str) -> crate::Result<Vec<Attempt>> {
@@ -858,22 +971,33 @@ impl Store for ThisStore {
             .ok_or_else(|| StoreError::NotFound(format!("job {id}")))?;
         let state: String = row.try_get("state")?;
         if state != "dead" {
-            return Err(StoreError::Conflict(format!("job {id} is {state}; only dead jobs can be retried")));
+            return Err(StoreError::Conflict(format!(
+                "job {id} is {state}; only dead jobs can be retried"
+            )));
         }
         let case_id: String = row.try_get("case_id")?;
-        sqlx::query("UPDATE outbox SET state = 'pending', due_at = $1, updated_at = $1 WHERE id = $2")
-            .bind(now)
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "UPDATE outbox SET state = 'pending', due_at = $1, updated_at = $1 WHERE id = $2",
+        )
+        .bind(now)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
         insert_activity(
             &mut tx,
             &case_id,
-            &Activity::new(actor, Direction::Local, "job_retry", format!("dead job {id} queued again by hand")),
+            &Activity::new(
+                actor,
+                Direction::Local,
+                "job_retry",
+                format!("dead job {id} queued again by hand"),
+            ),
         )
         .await?;
         tx.commit().await?;
-        self.job(id).await?.ok_or_else(|| StoreError::NotFound(format!("job {id}")))
+        self.job(id)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("job {id}")))
     }
 
     async fn has_pending_create(&self, case_id: &str) -> crate::Result<bool> {
@@ -901,11 +1025,21 @@ impl Store for ThisStore {
         Ok(())
     }
 
-    async fn reserve_requests(&self, integration_id: &str, account_id: &str, window_start: Millis, n: i64, limit: i64) -> crate::Result<bool> {
+    async fn reserve_requests(
+        &self,
+        integration_id: &str,
+        account_id: &str,
+        window_start: Millis,
+        n: i64,
+        limit: i64,
+    ) -> crate::Result<bool> {
         let mut tx = self.begin_write().await?;
         // one reservation at a time per integration, across nodes
         let lock = format!("SELECT id FROM integrations WHERE id = $1{FOR_UPDATE}");
-        sqlx::query(AssertSqlSafe(lock)).bind(integration_id).fetch_optional(&mut *tx).await?;
+        sqlx::query(AssertSqlSafe(lock))
+            .bind(integration_id)
+            .fetch_optional(&mut *tx)
+            .await?;
         let row = sqlx::query(
             "SELECT CAST(COALESCE(SUM(used), 0) AS BIGINT) AS total, CAST(COUNT(*) AS BIGINT) AS active, \
              CAST(COALESCE(SUM(CASE WHEN account_id = $3 THEN used ELSE 0 END), 0) AS BIGINT) AS mine, \
@@ -919,7 +1053,12 @@ impl Store for ThisStore {
         .await?;
         let total: i64 = row.try_get("total")?;
         let mine: i64 = row.try_get("mine")?;
-        let active: i64 = row.try_get::<i64, _>("active")? + if row.try_get::<i64, _>("known")? == 0 { 1 } else { 0 };
+        let active: i64 = row.try_get::<i64, _>("active")?
+            + if row.try_get::<i64, _>("known")? == 0 {
+                1
+            } else {
+                0
+            };
         // each account may use an equal share with room kept for one more account, so a noisy
         // sub-tenant never takes what a quiet one arriving later in the window needs
         let share = (limit + active) / (active + 1);
@@ -946,30 +1085,42 @@ impl Store for ThisStore {
     }
 
     async fn integration_of(&self, account_id: &str) -> crate::Result<Option<Integration>> {
-        sqlx::query(concat!("SELECT ", integration_cols!(), " FROM integrations WHERE account_id = $1"))
-            .bind(account_id)
-            .fetch_optional(&self.pool)
-            .await?
-            .map(|r| integration_from(&r))
-            .transpose()
+        sqlx::query(concat!(
+            "SELECT ",
+            integration_cols!(),
+            " FROM integrations WHERE account_id = $1"
+        ))
+        .bind(account_id)
+        .fetch_optional(&self.pool)
+        .await?
+        .map(|r| integration_from(&r))
+        .transpose()
     }
 
     async fn integration(&self, id: &str) -> crate::Result<Option<Integration>> {
-        sqlx::query(concat!("SELECT ", integration_cols!(), " FROM integrations WHERE id = $1"))
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?
-            .map(|r| integration_from(&r))
-            .transpose()
+        sqlx::query(concat!(
+            "SELECT ",
+            integration_cols!(),
+            " FROM integrations WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?
+        .map(|r| integration_from(&r))
+        .transpose()
     }
 
     async fn integrations(&self) -> crate::Result<Vec<Integration>> {
-        sqlx::query(concat!("SELECT ", integration_cols!(), " FROM integrations ORDER BY id"))
-            .fetch_all(&self.pool)
-            .await?
-            .iter()
-            .map(integration_from)
-            .collect()
+        sqlx::query(concat!(
+            "SELECT ",
+            integration_cols!(),
+            " FROM integrations ORDER BY id"
+        ))
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(integration_from)
+        .collect()
     }
 
     async fn save_integration(&self, i: &Integration, audit: &AuditEntry) -> crate::Result<()> {
@@ -980,11 +1131,18 @@ impl Store for ThisStore {
         Ok(())
     }
 
-    async fn set_uniform_mode(&self, i: &Integration, clear: &[String], audit: &AuditEntry) -> crate::Result<()> {
+    async fn set_uniform_mode(
+        &self,
+        i: &Integration,
+        clear: &[String],
+        audit: &AuditEntry,
+    ) -> crate::Result<()> {
         let mut tx = self.begin_write().await?;
         save_integration_in(&mut tx, i).await?;
         for chunk in clear.chunks(500) {
-            let mut qb = sqlx::QueryBuilder::<Db>::new("DELETE FROM mapping_resources WHERE account_id IN (");
+            let mut qb = sqlx::QueryBuilder::<Db>::new(
+                "DELETE FROM mapping_resources WHERE account_id IN (",
+            );
             let mut sep = qb.separated(", ");
             for a in chunk {
                 sep.push_bind(a.clone());
@@ -997,7 +1155,12 @@ impl Store for ThisStore {
         Ok(())
     }
 
-    async fn set_integration_sync(&self, id: &str, callback_id: Option<i64>, sync_mode: &str) -> crate::Result<()> {
+    async fn set_integration_sync(
+        &self,
+        id: &str,
+        callback_id: Option<i64>,
+        sync_mode: &str,
+    ) -> crate::Result<()> {
         let mut tx = self.begin_write().await?;
         sqlx::query("UPDATE integrations SET callback_id = $1, sync_mode = $2, updated_at = $3 WHERE id = $4")
             .bind(callback_id)
@@ -1032,16 +1195,28 @@ impl Store for ThisStore {
         Ok(())
     }
 
-    async fn mapping(&self, account_id: &str, resource: MappingResource) -> crate::Result<Option<serde_json::Value>> {
-        let row = sqlx::query("SELECT body FROM mapping_resources WHERE account_id = $1 AND resource = $2")
-            .bind(account_id)
-            .bind(resource.as_str())
-            .fetch_optional(&self.pool)
-            .await?;
+    async fn mapping(
+        &self,
+        account_id: &str,
+        resource: MappingResource,
+    ) -> crate::Result<Option<serde_json::Value>> {
+        let row = sqlx::query(
+            "SELECT body FROM mapping_resources WHERE account_id = $1 AND resource = $2",
+        )
+        .bind(account_id)
+        .bind(resource.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
         row.map(|r| json_col(&r, "body")).transpose()
     }
 
-    async fn put_mapping(&self, account_id: &str, resource: MappingResource, body: Option<&serde_json::Value>, audit: &AuditEntry) -> crate::Result<()> {
+    async fn put_mapping(
+        &self,
+        account_id: &str,
+        resource: MappingResource,
+        body: Option<&serde_json::Value>,
+        audit: &AuditEntry,
+    ) -> crate::Result<()> {
         let mut tx = self.begin_write().await?;
         match body {
             Some(b) => {
@@ -1057,11 +1232,13 @@ impl Store for ThisStore {
                 .await?;
             }
             None => {
-                sqlx::query("DELETE FROM mapping_resources WHERE account_id = $1 AND resource = $2")
-                    .bind(account_id)
-                    .bind(resource.as_str())
-                    .execute(&mut *tx)
-                    .await?;
+                sqlx::query(
+                    "DELETE FROM mapping_resources WHERE account_id = $1 AND resource = $2",
+                )
+                .bind(account_id)
+                .bind(resource.as_str())
+                .execute(&mut *tx)
+                .await?;
             }
         }
         insert_audit(&mut tx, audit).await?;
@@ -1069,10 +1246,15 @@ impl Store for ThisStore {
         Ok(())
     }
 
-    async fn accounts_with_own_mappings(&self, account_ids: &[String]) -> crate::Result<Vec<String>> {
+    async fn accounts_with_own_mappings(
+        &self,
+        account_ids: &[String],
+    ) -> crate::Result<Vec<String>> {
         let mut out = Vec::new();
         for chunk in account_ids.chunks(500) {
-            let mut qb = sqlx::QueryBuilder::<Db>::new("SELECT DISTINCT account_id FROM mapping_resources WHERE account_id IN (");
+            let mut qb = sqlx::QueryBuilder::<Db>::new(
+                "SELECT DISTINCT account_id FROM mapping_resources WHERE account_id IN (",
+            );
             let mut sep = qb.separated(", ");
             for a in chunk {
                 sep.push_bind(a.clone());
@@ -1095,7 +1277,12 @@ impl Store for ThisStore {
             .collect()
     }
 
-    async fn put_company_mappings(&self, account_id: &str, items: &[(String, String)], audit: &AuditEntry) -> crate::Result<()> {
+    async fn put_company_mappings(
+        &self,
+        account_id: &str,
+        items: &[(String, String)],
+        audit: &AuditEntry,
+    ) -> crate::Result<()> {
         let mut tx = self.begin_write().await?;
         sqlx::query("DELETE FROM company_mappings WHERE account_id = $1")
             .bind(account_id)
@@ -1125,13 +1312,19 @@ impl Store for ThisStore {
             boards.push(casebridge_domain::StatusMapping {
                 board_id: r.try_get("board_id")?,
                 confirmed: r.try_get::<i64, _>("confirmed")? != 0,
-                statuses: serde_json::from_value(body).map_err(|e| StoreError::Corrupt(format!("status mapping: {e}")))?,
+                statuses: serde_json::from_value(body)
+                    .map_err(|e| StoreError::Corrupt(format!("status mapping: {e}")))?,
             });
         }
         Ok(StatusMappings { boards })
     }
 
-    async fn put_status_mappings(&self, account_id: &str, m: &StatusMappings, audit: &AuditEntry) -> crate::Result<()> {
+    async fn put_status_mappings(
+        &self,
+        account_id: &str,
+        m: &StatusMappings,
+        audit: &AuditEntry,
+    ) -> crate::Result<()> {
         let mut tx = self.begin_write().await?;
         sqlx::query("DELETE FROM status_mappings WHERE account_id = $1")
             .bind(account_id)
@@ -1152,10 +1345,11 @@ impl Store for ThisStore {
     }
 
     async fn escalation_policy(&self, account_id: &str) -> crate::Result<Option<Criticality>> {
-        let row = sqlx::query("SELECT auto_escalate_at FROM escalation_policies WHERE account_id = $1")
-            .bind(account_id)
-            .fetch_optional(&self.pool)
-            .await?;
+        let row =
+            sqlx::query("SELECT auto_escalate_at FROM escalation_policies WHERE account_id = $1")
+                .bind(account_id)
+                .fetch_optional(&self.pool)
+                .await?;
         let at: Option<String> = match row {
             Some(r) => r.try_get("auto_escalate_at")?,
             None => None,
@@ -1163,7 +1357,12 @@ impl Store for ThisStore {
         Ok(at.as_deref().and_then(Criticality::parse))
     }
 
-    async fn put_escalation_policy(&self, account_id: &str, at: Option<Criticality>, audit: &AuditEntry) -> crate::Result<()> {
+    async fn put_escalation_policy(
+        &self,
+        account_id: &str,
+        at: Option<Criticality>,
+        audit: &AuditEntry,
+    ) -> crate::Result<()> {
         let mut tx = self.begin_write().await?;
         sqlx::query(
             "INSERT INTO escalation_policies (account_id, auto_escalate_at) VALUES ($1, $2) \
@@ -1218,7 +1417,10 @@ impl Store for ThisStore {
         let sql = format!(
             "SELECT message_id, integration_id, ticket_id, received_at FROM inbox WHERE state = 'pending' ORDER BY received_at LIMIT $1{SKIP_LOCKED}"
         );
-        let rows = sqlx::query(AssertSqlSafe(sql)).bind(limit).fetch_all(&mut *tx).await?;
+        let rows = sqlx::query(AssertSqlSafe(sql))
+            .bind(limit)
+            .fetch_all(&mut *tx)
+            .await?;
         let mut out = Vec::with_capacity(rows.len());
         let now = now_millis();
         for r in rows {
@@ -1228,11 +1430,13 @@ impl Store for ThisStore {
                 ticket_id: r.try_get("ticket_id")?,
                 received_at: r.try_get("received_at")?,
             };
-            sqlx::query("UPDATE inbox SET state = 'taken', processed_at = $1 WHERE message_id = $2")
-                .bind(now)
-                .bind(&e.message_id)
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query(
+                "UPDATE inbox SET state = 'taken', processed_at = $1 WHERE message_id = $2",
+            )
+            .bind(now)
+            .bind(&e.message_id)
+            .execute(&mut *tx)
+            .await?;
             out.push(e);
         }
         tx.commit().await?;
@@ -1256,7 +1460,8 @@ impl Store for ThisStore {
             ticket_id: r.try_get("ticket_id")?,
             last_status_id: r.try_get("last_status_id")?,
             last_write_cw_at: r.try_get("last_write_cw_at")?,
-            seen_note_ids: serde_json::from_str(&seen).map_err(|e| StoreError::Corrupt(format!("seen_note_ids: {e}")))?,
+            seen_note_ids: serde_json::from_str(&seen)
+                .map_err(|e| StoreError::Corrupt(format!("seen_note_ids: {e}")))?,
         }))
     }
 

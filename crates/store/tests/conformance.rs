@@ -1826,39 +1826,77 @@ async fn ticket_sync_state_upserts_and_round_trips(store: Arc<dyn Store>) -> R {
 // ---------------------------------------------------------------------------------------------
 // request budget
 
-async fn the_request_budget_is_shared_fairly_and_a_deferred_job_keeps_its_attempts(store: Arc<dyn Store>) -> R {
+async fn the_request_budget_is_shared_fairly_and_a_deferred_job_keeps_its_attempts(
+    store: Arc<dyn Store>,
+) -> R {
     let partner = account(&store, "Budget partner").await?;
     let i = integration(&partner);
-    store.save_integration(&i, &audit(&partner, "budget")).await?;
+    store
+        .save_integration(&i, &audit(&partner, "budget"))
+        .await?;
     let window = 1_700_000_000_000_i64;
     // alone in the window, an account may take what leaves room for one more: 10 of 20
     let mut noisy = 0;
-    while store.reserve_requests(&i.id, "acct_noisy", window, 1, 20).await? {
+    while store
+        .reserve_requests(&i.id, "acct_noisy", window, 1, 20)
+        .await?
+    {
         noisy += 1;
         ensure!(noisy <= 20, "the budget never ran out");
     }
     ensure!(noisy == 10, "a lone account got {noisy} of 20, want 10");
     // a quiet account arriving later still gets its share
     let mut quiet = 0;
-    while store.reserve_requests(&i.id, "acct_quiet", window, 1, 20).await? {
+    while store
+        .reserve_requests(&i.id, "acct_quiet", window, 1, 20)
+        .await?
+    {
         quiet += 1;
         ensure!(quiet <= 20, "the budget never ran out");
     }
     ensure!(quiet >= 5, "the quiet account got only {quiet}");
-    ensure!(noisy + quiet <= 20, "the budget was overdrawn: {}", noisy + quiet);
+    ensure!(
+        noisy + quiet <= 20,
+        "the budget was overdrawn: {}",
+        noisy + quiet
+    );
     // a new window starts afresh
-    ensure!(store.reserve_requests(&i.id, "acct_noisy", window + 60_000, 1, 20).await?);
+    ensure!(
+        store
+            .reserve_requests(&i.id, "acct_noisy", window + 60_000, 1, 20)
+            .await?
+    );
 
     let (case, _) = case_with_jobs(&store, &partner, &["create_ticket"]).await?;
     let t = now_millis();
     let claimed = store.claim_jobs("w", t, t + 60_000, 10).await?;
-    let job = claimed.iter().find(|j| j.case_id == case.id).context("claimed")?;
+    let job = claimed
+        .iter()
+        .find(|j| j.case_id == case.id)
+        .context("claimed")?;
     ensure!(job.attempts == 1);
     store.defer_job(&job.id, "w", t + 5_000).await?;
     let back = store.job(&job.id).await?.context("job")?;
-    ensure!(back.state == JobState::Pending && back.attempts == 0, "deferred: {:?} with {} attempts", back.state, back.attempts);
-    ensure!(store.claim_jobs("w", t + 1, t + 60_000, 10).await?.is_empty(), "claimable before its new due time");
-    ensure!(store.claim_jobs("w", t + 5_000, t + 60_000, 10).await?.len() == 1);
+    ensure!(
+        back.state == JobState::Pending && back.attempts == 0,
+        "deferred: {:?} with {} attempts",
+        back.state,
+        back.attempts
+    );
+    ensure!(
+        store
+            .claim_jobs("w", t + 1, t + 60_000, 10)
+            .await?
+            .is_empty(),
+        "claimable before its new due time"
+    );
+    ensure!(
+        store
+            .claim_jobs("w", t + 5_000, t + 60_000, 10)
+            .await?
+            .len()
+            == 1
+    );
     Ok(())
 }
 

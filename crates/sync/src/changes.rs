@@ -13,13 +13,26 @@ pub const ADD_NOTE: &str = "add_note";
 pub const UPDATE_STATUS: &str = "update_status";
 
 async fn reaches_connectwise(ctx: &SyncContext, case: &Case) -> Result<bool, SyncError> {
-    let linked = case.ticket.as_ref().is_some_and(|t| !t.state.allows_new_ticket());
+    let linked = case
+        .ticket
+        .as_ref()
+        .is_some_and(|t| !t.state.allows_new_ticket());
     Ok(linked || ctx.store.has_pending_create(&case.id).await?)
 }
 
 /// Adds a portal note; queues it for the ticket when the case has one.
-pub async fn add_note(ctx: &SyncContext, case_id: &str, text: &str, visibility: Visibility, author: &str) -> Result<(Case, Note), SyncError> {
-    let case = ctx.store.case(case_id).await?.ok_or_else(|| SyncError::NotFound(format!("case {case_id}")))?;
+pub async fn add_note(
+    ctx: &SyncContext,
+    case_id: &str,
+    text: &str,
+    visibility: Visibility,
+    author: &str,
+) -> Result<(Case, Note), SyncError> {
+    let case = ctx
+        .store
+        .case(case_id)
+        .await?
+        .ok_or_else(|| SyncError::NotFound(format!("case {case_id}")))?;
     let note = Note {
         id: new_id("note"),
         case_id: case_id.to_string(),
@@ -30,12 +43,31 @@ pub async fn add_note(ctx: &SyncContext, case_id: &str, text: &str, visibility: 
         cw_note_id: None,
         created_at: now_millis(),
     };
-    let mut change = CaseChange { note: Some(note.clone()), ..Default::default() };
+    let mut change = CaseChange {
+        note: Some(note.clone()),
+        ..Default::default()
+    };
     if reaches_connectwise(ctx, &case).await? {
-        change.activity.push(Activity::new(author, Direction::Local, "note_added", format!("{} note added; queued for the ticket", visibility.as_str())));
-        change.jobs.push(NewJob { kind: ADD_NOTE.into(), payload: json!({ "note_id": note.id }) });
+        change.activity.push(Activity::new(
+            author,
+            Direction::Local,
+            "note_added",
+            format!("{} note added; queued for the ticket", visibility.as_str()),
+        ));
+        change.jobs.push(NewJob {
+            kind: ADD_NOTE.into(),
+            payload: json!({ "note_id": note.id }),
+        });
     } else {
-        change.activity.push(Activity::new(author, Direction::Local, "note_added", format!("{} note added (the case has no ticket)", visibility.as_str())));
+        change.activity.push(Activity::new(
+            author,
+            Direction::Local,
+            "note_added",
+            format!(
+                "{} note added (the case has no ticket)",
+                visibility.as_str()
+            ),
+        ));
     }
     let case = ctx.store.apply_case_change(case_id, change).await?;
     ctx.wake_outbox.notify_one();
@@ -51,7 +83,11 @@ pub async fn change_status(
     resolution: Option<String>,
     actor: &str,
 ) -> Result<Case, SyncError> {
-    let case = ctx.store.case(case_id).await?.ok_or_else(|| SyncError::NotFound(format!("case {case_id}")))?;
+    let case = ctx
+        .store
+        .case(case_id)
+        .await?
+        .ok_or_else(|| SyncError::NotFound(format!("case {case_id}")))?;
     if case.status == status {
         return Ok(case);
     }
@@ -63,7 +99,11 @@ pub async fn change_status(
     let mut change = CaseChange {
         expect_status: Some(case.status),
         status: Some(status),
-        close_reason: Some(if status == CaseStatus::Closed { close_reason.or(Some("resolved".into())) } else { None }),
+        close_reason: Some(if status == CaseStatus::Closed {
+            close_reason.or(Some("resolved".into()))
+        } else {
+            None
+        }),
         ..Default::default()
     };
     if reaches_connectwise(ctx, &case).await? {
@@ -73,7 +113,12 @@ pub async fn change_status(
             payload: json!({ "status": status.as_str(), "reopen": reopen, "resolution": resolution }),
         });
     }
-    change.activity.push(Activity::new(actor, Direction::Local, if reopen { "reopened" } else { "status_changed" }, msg));
+    change.activity.push(Activity::new(
+        actor,
+        Direction::Local,
+        if reopen { "reopened" } else { "status_changed" },
+        msg,
+    ));
     let case = ctx.store.apply_case_change(case_id, change).await?;
     ctx.wake_outbox.notify_one();
     Ok(case)

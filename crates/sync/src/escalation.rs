@@ -15,22 +15,42 @@ pub const CREATE_TICKET: &str = "create_ticket";
 /// Escalates a case. Returns the case as it is afterwards.
 pub async fn escalate(ctx: &SyncContext, case_id: &str, actor: &str) -> Result<Case, SyncError> {
     let store = ctx.store.as_ref();
-    let case = store.case(case_id).await?.ok_or_else(|| SyncError::NotFound(format!("case {case_id}")))?;
+    let case = store
+        .case(case_id)
+        .await?
+        .ok_or_else(|| SyncError::NotFound(format!("case {case_id}")))?;
     let new_status = match case.status {
         CaseStatus::Open | CaseStatus::Closed => Some(CaseStatus::Escalated),
         _ => None,
     };
-    if let Some(t) = case.ticket.as_ref().filter(|t| !t.state.allows_new_ticket()) {
-        let msg = format!("escalated again; the case keeps ConnectWise ticket #{}", t.id);
+    if let Some(t) = case
+        .ticket
+        .as_ref()
+        .filter(|t| !t.state.allows_new_ticket())
+    {
+        let msg = format!(
+            "escalated again; the case keeps ConnectWise ticket #{}",
+            t.id
+        );
         let change = CaseChange {
-            activity: vec![Activity::new(actor, Direction::Local, "escalate_repeat", msg)],
+            activity: vec![Activity::new(
+                actor,
+                Direction::Local,
+                "escalate_repeat",
+                msg,
+            )],
             ..Default::default()
         };
         return Ok(store.apply_case_change(case_id, change).await?);
     }
     if store.has_pending_create(case_id).await? {
         let change = CaseChange {
-            activity: vec![Activity::new(actor, Direction::Local, "escalate_repeat", "escalated again; its ticket is already queued for creation")],
+            activity: vec![Activity::new(
+                actor,
+                Direction::Local,
+                "escalate_repeat",
+                "escalated again; its ticket is already queued for creation",
+            )],
             ..Default::default()
         };
         return Ok(store.apply_case_change(case_id, change).await?);
@@ -40,14 +60,22 @@ pub async fn escalate(ctx: &SyncContext, case_id: &str, actor: &str) -> Result<C
         .await?
         .ok_or_else(|| SyncError::NotFound(format!("account {}", case.account_id)))?;
     let (settings, _) = effective_settings(store, &account).await?;
-    let routing_case = RoutingCase { account_name: &account.name, rule_id: &case.rule_id, criticality: case.criticality };
+    let routing_case = RoutingCase {
+        account_name: &account.name,
+        rule_id: &case.rule_id,
+        criticality: case.criticality,
+    };
     let mut activity = Vec::new();
     if let Some(t) = &case.ticket {
         activity.push(Activity::new(
             actor,
             Direction::Local,
             "ticket_relink",
-            format!("ticket #{} was {} in ConnectWise; a new ticket may be created", t.id, t.state.as_str()),
+            format!(
+                "ticket #{} was {} in ConnectWise; a new ticket may be created",
+                t.id,
+                t.state.as_str()
+            ),
         ));
     }
     let change = match resolve_ticket_plan(&routing_case, &settings) {
@@ -63,16 +91,26 @@ pub async fn escalate(ctx: &SyncContext, case_id: &str, actor: &str) -> Result<C
                 close_reason: new_status.map(|_| None),
                 routing: Some(json!({ "ticketed": true, "plan": plan })),
                 activity,
-                jobs: vec![NewJob { kind: CREATE_TICKET.into(), payload: json!({ "plan": plan }) }],
+                jobs: vec![NewJob {
+                    kind: CREATE_TICKET.into(),
+                    payload: json!({ "plan": plan }),
+                }],
                 ..Default::default()
             }
         }
         Err(reason) => {
-            activity.push(Activity::new(actor, Direction::Local, "not_ticketed", format!("escalated; {reason}")));
+            activity.push(Activity::new(
+                actor,
+                Direction::Local,
+                "not_ticketed",
+                format!("escalated; {reason}"),
+            ));
             CaseChange {
                 status: new_status,
                 close_reason: new_status.map(|_| None),
-                routing: Some(json!({ "ticketed": false, "code": reason.code(), "reason": reason.to_string() })),
+                routing: Some(
+                    json!({ "ticketed": false, "code": reason.code(), "reason": reason.to_string() }),
+                ),
                 activity,
                 ..Default::default()
             }

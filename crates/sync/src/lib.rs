@@ -104,7 +104,11 @@ pub struct SyncContext {
 }
 
 impl SyncContext {
-    pub fn new(store: Arc<dyn Store>, connectors: Arc<dyn ConnectorFactory>, config: SyncConfig) -> Self {
+    pub fn new(
+        store: Arc<dyn Store>,
+        connectors: Arc<dyn ConnectorFactory>,
+        config: SyncConfig,
+    ) -> Self {
         Self {
             store,
             connectors,

@@ -26,17 +26,19 @@ use casebridge_connector::{NewNote, NewTicket, Psa, PsaError, Ticket};
 use casebridge_domain::ids::new_id;
 use casebridge_domain::status_mapping::reopen_status;
 use casebridge_domain::text::truncate_utf16;
-use casebridge_domain::ticket_content::{CaseForTicket, build_ticket_content, find_note_marker, note_marker, outbound_note_text};
+use casebridge_domain::ticket_content::{
+    CaseForTicket, build_ticket_content, find_note_marker, note_marker, outbound_note_text,
+};
 use casebridge_domain::{CaseStatus, Direction, TicketPlan, TicketState, Visibility};
 use casebridge_store::{
-    Activity, Attempt, Case, CaseChange, Integration, Job, JobOutcome, StoreError, TicketLink, TicketLinkChange,
-    TicketSyncState, now_millis,
+    Activity, Attempt, Case, CaseChange, Integration, Job, JobOutcome, StoreError, TicketLink,
+    TicketLinkChange, TicketSyncState, now_millis,
 };
 use time::format_description::well_known::Rfc3339;
 
+use crate::SyncContext;
 use crate::changes::{ADD_NOTE, UPDATE_STATUS};
 use crate::escalation::CREATE_TICKET;
-use crate::SyncContext;
 
 const ACTOR: &str = "sync";
 
@@ -73,7 +75,10 @@ impl From<StoreError> for Failure {
 
 impl Worker {
     pub fn new(ctx: SyncContext) -> Self {
-        Self { ctx, owner: new_id("worker") }
+        Self {
+            ctx,
+            owner: new_id("worker"),
+        }
     }
 
     pub fn owner(&self) -> &str {
@@ -112,7 +117,11 @@ impl Worker {
         let cfg = &self.ctx.config;
         let now = now_millis();
         let lease_ms = cfg.lease.as_millis() as i64;
-        let jobs = self.ctx.store.claim_jobs(&self.owner, now, now + lease_ms, cfg.batch).await?;
+        let jobs = self
+            .ctx
+            .store
+            .claim_jobs(&self.owner, now, now + lease_ms, cfg.batch)
+            .await?;
         if jobs.is_empty() {
             return Ok(0);
         }
@@ -161,14 +170,30 @@ fn request_cost(kind: &str) -> i64 {
 async fn over_budget(ctx: &SyncContext, job: &Job) -> Result<Option<i64>, StoreError> {
     let integration_id = match job.payload["plan"]["integration_id"].as_str() {
         Some(i) => Some(i.to_string()),
-        None => ctx.store.case(&job.case_id).await?.and_then(|c| c.ticket).map(|t| t.integration_id),
+        None => ctx
+            .store
+            .case(&job.case_id)
+            .await?
+            .and_then(|c| c.ticket)
+            .map(|t| t.integration_id),
     };
-    let Some(integration_id) = integration_id else { return Ok(None) };
+    let Some(integration_id) = integration_id else {
+        return Ok(None);
+    };
     let window = ctx.config.budget_window.as_millis().max(1) as i64;
     let now = now_millis();
     let start = now - now % window;
     let cost = request_cost(&job.kind);
-    let ok = ctx.store.reserve_requests(&integration_id, &job.account_id, start, cost, ctx.config.request_budget).await?;
+    let ok = ctx
+        .store
+        .reserve_requests(
+            &integration_id,
+            &job.account_id,
+            start,
+            cost,
+            ctx.config.request_budget,
+        )
+        .await?;
     Ok(if ok { None } else { Some(start + window) })
 }
 
@@ -182,7 +207,9 @@ async fn run_job(ctx: &SyncContext, owner: &str, job: Job) {
             }
             return;
         }
-        Err(e) => tracing::warn!(job = %job.id, error = %e, "request budget unavailable; running the job anyway"),
+        Err(e) => {
+            tracing::warn!(job = %job.id, error = %e, "request budget unavailable; running the job anyway")
+        }
     }
     let started = Instant::now();
     let result = match job.kind.as_str() {
@@ -195,14 +222,24 @@ async fn run_job(ctx: &SyncContext, owner: &str, job: Job) {
     let at = now_millis();
     let (attempt, outcome, effects, sync_state) = match result {
         Ok(s) => (
-            Attempt { at, status_code: s.status_code, error: None, duration_ms, outcome: "done".into() },
+            Attempt {
+                at,
+                status_code: s.status_code,
+                error: None,
+                duration_ms,
+                outcome: "done".into(),
+            },
             JobOutcome::Done,
             Some(s.effects),
             s.sync_state,
         ),
         Err(f) => failed(ctx, &job, f, at, duration_ms),
     };
-    match ctx.store.finish_job(&job.id, owner, &attempt, outcome, effects).await {
+    match ctx
+        .store
+        .finish_job(&job.id, owner, &attempt, outcome, effects)
+        .await
+    {
         Ok(()) => {
             if let Some(s) = sync_state
                 && let Err(e) = ctx.store.put_ticket_sync(&s).await
@@ -210,20 +247,39 @@ async fn run_job(ctx: &SyncContext, owner: &str, job: Job) {
                 tracing::warn!(error = %e, case = %job.case_id, "could not record sync state");
             }
         }
-        Err(StoreError::Conflict(m)) => tracing::warn!(job = %job.id, "{m}; another worker took it over"),
+        Err(StoreError::Conflict(m)) => {
+            tracing::warn!(job = %job.id, "{m}; another worker took it over")
+        }
         Err(e) => tracing::error!(job = %job.id, error = %e, "could not record the job's outcome"),
     }
 }
 
-fn failed(ctx: &SyncContext, job: &Job, f: Failure, at: i64, duration_ms: i64) -> (Attempt, JobOutcome, Option<CaseChange>, Option<TicketSyncState>) {
+fn failed(
+    ctx: &SyncContext,
+    job: &Job,
+    f: Failure,
+    at: i64,
+    duration_ms: i64,
+) -> (
+    Attempt,
+    JobOutcome,
+    Option<CaseChange>,
+    Option<TicketSyncState>,
+) {
     let cfg = &ctx.config;
     let (message, status, retry, retry_after) = match &f {
-        Failure::Psa(e) => (e.to_string(), e.status_code().map(i64::from), e.is_retryable(), e.retry_after()),
+        Failure::Psa(e) => (
+            e.to_string(),
+            e.status_code().map(i64::from),
+            e.is_retryable(),
+            e.retry_after(),
+        ),
         Failure::Permanent(m) => (m.clone(), None, false, None),
     };
     let what = describe_job(job);
     let (outcome, activity) = if retry && job.attempts < cfg.max_attempts {
-        let delay = retry_after.unwrap_or_else(|| backoff(cfg.backoff_base, cfg.backoff_max, job.attempts));
+        let delay =
+            retry_after.unwrap_or_else(|| backoff(cfg.backoff_base, cfg.backoff_max, job.attempts));
         let due_at = at + delay.as_millis() as i64;
         let msg = format!(
             "{what} failed (attempt {} of {}): {message}; retrying in {}",
@@ -231,14 +287,30 @@ fn failed(ctx: &SyncContext, job: &Job, f: Failure, at: i64, duration_ms: i64) -
             cfg.max_attempts,
             human_duration(delay)
         );
-        (JobOutcome::Retry { due_at, error: message.clone() }, Activity::new(ACTOR, Direction::Outbound, "sync_retry", msg))
+        (
+            JobOutcome::Retry {
+                due_at,
+                error: message.clone(),
+            },
+            Activity::new(ACTOR, Direction::Outbound, "sync_retry", msg),
+        )
     } else {
         let msg = if retry {
-            format!("{what} failed after {} attempts: {message}; parked as dead (retry it from Sync jobs)", job.attempts)
+            format!(
+                "{what} failed after {} attempts: {message}; parked as dead (retry it from Sync jobs)",
+                job.attempts
+            )
         } else {
-            format!("{what} failed: {message}; parked as dead — no retry can fix this (fix it, then retry the job)")
+            format!(
+                "{what} failed: {message}; parked as dead — no retry can fix this (fix it, then retry the job)"
+            )
         };
-        (JobOutcome::Dead { error: message.clone() }, Activity::new(ACTOR, Direction::Outbound, "sync_failed", msg))
+        (
+            JobOutcome::Dead {
+                error: message.clone(),
+            },
+            Activity::new(ACTOR, Direction::Outbound, "sync_failed", msg),
+        )
     };
     let attempt = Attempt {
         at,
@@ -250,7 +322,15 @@ fn failed(ctx: &SyncContext, job: &Job, f: Failure, at: i64, duration_ms: i64) -
             _ => "dead".into(),
         },
     };
-    (attempt, outcome, Some(CaseChange { activity: vec![activity], ..Default::default() }), None)
+    (
+        attempt,
+        outcome,
+        Some(CaseChange {
+            activity: vec![activity],
+            ..Default::default()
+        }),
+        None,
+    )
 }
 
 fn describe_job(job: &Job) -> &'static str {
@@ -264,13 +344,19 @@ fn describe_job(job: &Job) -> &'static str {
 
 /// Exponential backoff with full jitter in the upper half: base·2^(attempt-1), capped.
 pub fn backoff(base: Duration, max: Duration, attempt: i64) -> Duration {
-    let exp = base.saturating_mul(1u32 << attempt.clamp(1, 20).saturating_sub(1) as u32).min(max);
+    let exp = base
+        .saturating_mul(1u32 << attempt.clamp(1, 20).saturating_sub(1) as u32)
+        .min(max);
     let half = exp / 2;
     half + Duration::from_millis(rand::random_range(0..=half.as_millis().max(1) as u64))
 }
 
 fn human_duration(d: Duration) -> String {
-    if d.as_secs() >= 1 { format!("{} s", d.as_secs()) } else { format!("{} ms", d.as_millis()) }
+    if d.as_secs() >= 1 {
+        format!("{} s", d.as_secs())
+    } else {
+        format!("{} ms", d.as_millis())
+    }
 }
 
 async fn load_case(ctx: &SyncContext, job: &Job) -> Result<Case, Failure> {
@@ -280,14 +366,19 @@ async fn load_case(ctx: &SyncContext, job: &Job) -> Result<Case, Failure> {
         .ok_or_else(|| Failure::Permanent(format!("case {} no longer exists", job.case_id)))
 }
 
-async fn load_integration(ctx: &SyncContext, id: &str) -> Result<(Integration, Arc<dyn Psa>), Failure> {
+async fn load_integration(
+    ctx: &SyncContext,
+    id: &str,
+) -> Result<(Integration, Arc<dyn Psa>), Failure> {
     let integration = ctx
         .store
         .integration(id)
         .await?
         .ok_or_else(|| Failure::Permanent(format!("support system {id} no longer exists")))?;
     if !integration.active {
-        return Err(Failure::Permanent("the support system is not active".into()));
+        return Err(Failure::Permanent(
+            "the support system is not active".into(),
+        ));
     }
     let psa = ctx.connectors.connector(&integration)?;
     Ok((integration, psa))
@@ -304,7 +395,9 @@ pub fn ticket_url(i: &Integration, ticket_id: i64) -> String {
     if i.allow_private_hosts {
         format!("{site}/ui/tickets/{ticket_id}")
     } else {
-        format!("{site}/v4_6_release/services/system_io/Service/fv_sr100_request.rsp?service_recid={ticket_id}")
+        format!(
+            "{site}/v4_6_release/services/system_io/Service/fv_sr100_request.rsp?service_recid={ticket_id}"
+        )
     }
 }
 
@@ -312,10 +405,25 @@ async fn create_ticket(ctx: &SyncContext, job: &Job) -> Result<Success, Failure>
     let plan: TicketPlan = serde_json::from_value(job.payload["plan"].clone())
         .map_err(|e| Failure::Permanent(format!("the queued ticket plan is unreadable: {e}")))?;
     let case = load_case(ctx, job).await?;
-    if let Some(t) = case.ticket.as_ref().filter(|t| t.state == TicketState::Linked) {
-        let msg = format!("create skipped: the case already has ConnectWise ticket #{}", t.id);
+    if let Some(t) = case
+        .ticket
+        .as_ref()
+        .filter(|t| t.state == TicketState::Linked)
+    {
+        let msg = format!(
+            "create skipped: the case already has ConnectWise ticket #{}",
+            t.id
+        );
         return Ok(Success {
-            effects: CaseChange { activity: vec![Activity::new(ACTOR, Direction::Outbound, "create_skipped", msg)], ..Default::default() },
+            effects: CaseChange {
+                activity: vec![Activity::new(
+                    ACTOR,
+                    Direction::Outbound,
+                    "create_skipped",
+                    msg,
+                )],
+                ..Default::default()
+            },
             sync_state: None,
             status_code: None,
         });
@@ -356,24 +464,40 @@ async fn create_ticket(ctx: &SyncContext, job: &Job) -> Result<Success, Failure>
             "ConnectWise ticket #{} on board {} under company {}{}",
             ticket.id,
             ticket.board_id.unwrap_or(plan.board_id),
-            ticket.company_identifier.as_deref().unwrap_or(&plan.company_identifier),
-            plan.priority_id.map(|p| format!(", priority {p}")).unwrap_or_default()
+            ticket
+                .company_identifier
+                .as_deref()
+                .unwrap_or(&plan.company_identifier),
+            plan.priority_id
+                .map(|p| format!(", priority {p}"))
+                .unwrap_or_default()
         ),
     ));
     // The ticket's first notes are ours (description, internal analysis): never import them.
-    let seen: Vec<i64> = psa.notes(ticket.id).await.map(|n| n.iter().map(|n| n.id).collect()).unwrap_or_default();
+    let seen: Vec<i64> = psa
+        .notes(ticket.id)
+        .await
+        .map(|n| n.iter().map(|n| n.id).collect())
+        .unwrap_or_default();
     let link = TicketLink {
         id: ticket.id,
         integration_id: integration.id.clone(),
         board_id: ticket.board_id.or(Some(plan.board_id)),
         status_id: ticket.status_id,
         priority_id: ticket.priority_id.or(plan.priority_id),
-        company_identifier: ticket.company_identifier.clone().or(Some(plan.company_identifier.clone())),
+        company_identifier: ticket
+            .company_identifier
+            .clone()
+            .or(Some(plan.company_identifier.clone())),
         url: Some(ticket_url(&integration, ticket.id)),
         state: TicketState::Linked,
     };
     Ok(Success {
-        effects: CaseChange { ticket: Some(TicketLinkChange::Set(link)), activity, ..Default::default() },
+        effects: CaseChange {
+            ticket: Some(TicketLinkChange::Set(link)),
+            activity,
+            ..Default::default()
+        },
         sync_state: Some(TicketSyncState {
             case_id: case.id.clone(),
             integration_id: integration.id.clone(),
@@ -386,20 +510,43 @@ async fn create_ticket(ctx: &SyncContext, job: &Job) -> Result<Success, Failure>
     })
 }
 
-async fn new_ticket_for(ctx: &SyncContext, case: &Case, plan: &TicketPlan, integration: &Integration) -> Result<NewTicket, Failure> {
-    let account_name = ctx.store.account(&case.account_id).await?.map(|a| a.name).unwrap_or_default();
-    let rule_title = ctx.store.rule(&case.rule_id).await?.map(|r| r.title).unwrap_or_else(|| case.rule_id.clone());
+async fn new_ticket_for(
+    ctx: &SyncContext,
+    case: &Case,
+    plan: &TicketPlan,
+    integration: &Integration,
+) -> Result<NewTicket, Failure> {
+    let account_name = ctx
+        .store
+        .account(&case.account_id)
+        .await?
+        .map(|a| a.name)
+        .unwrap_or_default();
+    let rule_title = ctx
+        .store
+        .rule(&case.rule_id)
+        .await?
+        .map(|r| r.title)
+        .unwrap_or_else(|| case.rule_id.clone());
     let observables: Vec<(String, String)> = case
         .observables
         .as_array()
         .map(|a| {
             a.iter()
-                .filter_map(|o| Some((o.get("kind")?.as_str()?.to_string(), o.get("value")?.as_str()?.to_string())))
+                .filter_map(|o| {
+                    Some((
+                        o.get("kind")?.as_str()?.to_string(),
+                        o.get("value")?.as_str()?.to_string(),
+                    ))
+                })
                 .collect()
         })
         .unwrap_or_default();
     // the portal has no UI yet: the link points at the case's API resource
-    let portal = ctx.portal_url.as_ref().map(|u| format!("{}/api/v1/cases/{}", u.trim_end_matches('/'), case.id));
+    let portal = ctx
+        .portal_url
+        .as_ref()
+        .map(|u| format!("{}/api/v1/cases/{}", u.trim_end_matches('/'), case.id));
     let content = build_ticket_content(&CaseForTicket {
         case_id: &case.id,
         title: &case.title,
@@ -432,7 +579,11 @@ async fn new_ticket_for(ctx: &SyncContext, case: &Case, plan: &TicketPlan, integ
 }
 
 /// The case's ticket, when it is still linked; otherwise a success that only logs the skip.
-async fn linked_ticket(ctx: &SyncContext, case: &Case, what: &str) -> Result<Result<(TicketLink, Integration, Arc<dyn Psa>), Success>, Failure> {
+async fn linked_ticket(
+    ctx: &SyncContext,
+    case: &Case,
+    what: &str,
+) -> Result<Result<(TicketLink, Integration, Arc<dyn Psa>), Success>, Failure> {
     match &case.ticket {
         Some(t) if t.state == TicketState::Linked => {
             let (integration, psa) = load_integration(ctx, &t.integration_id).await?;
@@ -445,7 +596,15 @@ async fn linked_ticket(ctx: &SyncContext, case: &Case, what: &str) -> Result<Res
             };
             let msg = format!("{what} not sent: {why}");
             Ok(Err(Success {
-                effects: CaseChange { activity: vec![Activity::new(ACTOR, Direction::Outbound, "sync_skipped", msg)], ..Default::default() },
+                effects: CaseChange {
+                    activity: vec![Activity::new(
+                        ACTOR,
+                        Direction::Outbound,
+                        "sync_skipped",
+                        msg,
+                    )],
+                    ..Default::default()
+                },
                 sync_state: None,
                 status_code: None,
             }))
@@ -453,13 +612,24 @@ async fn linked_ticket(ctx: &SyncContext, case: &Case, what: &str) -> Result<Res
     }
 }
 
-async fn remember_write(ctx: &SyncContext, case: &Case, link: &TicketLink, note_id: Option<i64>, status: Option<i64>, ticket: Option<&Ticket>) -> Result<TicketSyncState, Failure> {
-    let mut s = ctx.store.ticket_sync(&case.id).await?.unwrap_or_else(|| TicketSyncState {
-        case_id: case.id.clone(),
-        integration_id: link.integration_id.clone(),
-        ticket_id: link.id,
-        ..Default::default()
-    });
+async fn remember_write(
+    ctx: &SyncContext,
+    case: &Case,
+    link: &TicketLink,
+    note_id: Option<i64>,
+    status: Option<i64>,
+    ticket: Option<&Ticket>,
+) -> Result<TicketSyncState, Failure> {
+    let mut s = ctx
+        .store
+        .ticket_sync(&case.id)
+        .await?
+        .unwrap_or_else(|| TicketSyncState {
+            case_id: case.id.clone(),
+            integration_id: link.integration_id.clone(),
+            ticket_id: link.id,
+            ..Default::default()
+        });
     if let Some(n) = note_id
         && !s.seen_note_ids.contains(&n)
     {
@@ -476,7 +646,10 @@ async fn remember_write(ctx: &SyncContext, case: &Case, link: &TicketLink, note_
 
 async fn add_note(ctx: &SyncContext, job: &Job) -> Result<Success, Failure> {
     let case = load_case(ctx, job).await?;
-    let note_id = job.payload["note_id"].as_str().unwrap_or_default().to_string();
+    let note_id = job.payload["note_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
     let note = ctx
         .store
         .notes(&case.id)
@@ -491,7 +664,11 @@ async fn add_note(ctx: &SyncContext, job: &Job) -> Result<Success, Failure> {
     let marker = note_marker(&note.id);
     let mut existing = None;
     if job.attempts > 1 {
-        existing = psa.notes(link.id).await?.into_iter().find(|n| find_note_marker(&n.text) == Some(marker.as_str()));
+        existing = psa
+            .notes(link.id)
+            .await?
+            .into_iter()
+            .find(|n| find_note_marker(&n.text) == Some(marker.as_str()));
     }
     let (sent, code, verb) = match existing {
         Some(n) => (n, 200, "found on"),
@@ -512,11 +689,23 @@ async fn add_note(ctx: &SyncContext, job: &Job) -> Result<Success, Failure> {
             (n, 201, "sent to")
         }
     };
-    let flag = if note.visibility == Visibility::Shared { "discussion" } else { "internal analysis" };
-    let msg = format!("{} note {verb} ticket #{} ({flag}, ConnectWise note {})", note.visibility.as_str(), link.id, sent.id);
+    let flag = if note.visibility == Visibility::Shared {
+        "discussion"
+    } else {
+        "internal analysis"
+    };
+    let msg = format!(
+        "{} note {verb} ticket #{} ({flag}, ConnectWise note {})",
+        note.visibility.as_str(),
+        link.id,
+        sent.id
+    );
     let state = remember_write(ctx, &case, &link, Some(sent.id), None, None).await?;
     Ok(Success {
-        effects: CaseChange { activity: vec![Activity::new(ACTOR, Direction::Outbound, "note_sent", msg)], ..Default::default() },
+        effects: CaseChange {
+            activity: vec![Activity::new(ACTOR, Direction::Outbound, "note_sent", msg)],
+            ..Default::default()
+        },
         sync_state: Some(state),
         status_code: Some(code),
     })
@@ -536,10 +725,19 @@ async fn update_status(ctx: &SyncContext, job: &Job) -> Result<Success, Failure>
     let board = link.board_id.unwrap_or_default();
     let mappings = ctx.store.status_mappings(&integration.account_id).await?;
     let mapping = mappings.for_board(board);
-    let target = mapping.and_then(|m| if reopen { reopen_status(m) } else { m.statuses.get(status) });
+    let target = mapping.and_then(|m| {
+        if reopen {
+            reopen_status(m)
+        } else {
+            m.statuses.get(status)
+        }
+    });
     let mut activity = Vec::new();
     let mut note_id = None;
-    if let Some(text) = job.payload["resolution"].as_str().filter(|t| !t.trim().is_empty() && status == CaseStatus::Closed) {
+    if let Some(text) = job.payload["resolution"]
+        .as_str()
+        .filter(|t| !t.trim().is_empty() && status == CaseStatus::Closed)
+    {
         let marker_owner = format!("{}r", job.id);
         let n = psa
             .add_note(
@@ -554,17 +752,32 @@ async fn update_status(ctx: &SyncContext, job: &Job) -> Result<Success, Failure>
             )
             .await?;
         note_id = Some(n.id);
-        activity.push(Activity::new(ACTOR, Direction::Outbound, "note_sent", format!("closing note sent to ticket #{} as its resolution", link.id)));
+        activity.push(Activity::new(
+            ACTOR,
+            Direction::Outbound,
+            "note_sent",
+            format!("closing note sent to ticket #{} as its resolution", link.id),
+        ));
     }
     let Some(target) = target else {
         activity.push(Activity::new(
             ACTOR,
             Direction::Outbound,
             "status_not_sent",
-            format!("status {} not sent: no ConnectWise status is mapped to it on board {board}", status.as_str()),
+            format!(
+                "status {} not sent: no ConnectWise status is mapped to it on board {board}",
+                status.as_str()
+            ),
         ));
         let state = remember_write(ctx, &case, &link, note_id, None, None).await?;
-        return Ok(Success { effects: CaseChange { activity, ..Default::default() }, sync_state: Some(state), status_code: None });
+        return Ok(Success {
+            effects: CaseChange {
+                activity,
+                ..Default::default()
+            },
+            sync_state: Some(state),
+            status_code: None,
+        });
     };
     let ticket = psa.set_ticket_status(link.id, target).await?;
     activity.push(Activity::new(
@@ -575,15 +788,22 @@ async fn update_status(ctx: &SyncContext, job: &Job) -> Result<Success, Failure>
             "ticket #{} moved to ConnectWise status {}{} for case status {}",
             link.id,
             target,
-            ticket.status_name.as_deref().map(|n| format!(" ({n})")).unwrap_or_default(),
+            ticket
+                .status_name
+                .as_deref()
+                .map(|n| format!(" ({n})"))
+                .unwrap_or_default(),
             status.as_str()
         ),
     ));
     let state = remember_write(ctx, &case, &link, note_id, Some(target), Some(&ticket)).await?;
     Ok(Success {
-        effects: CaseChange { ticket: Some(TicketLinkChange::UpdateStatus(target)), activity, ..Default::default() },
+        effects: CaseChange {
+            ticket: Some(TicketLinkChange::UpdateStatus(target)),
+            activity,
+            ..Default::default()
+        },
         sync_state: Some(state),
         status_code: Some(200),
     })
 }
-

@@ -31,7 +31,9 @@ pub struct SecretBox {
 
 impl std::fmt::Debug for SecretBox {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SecretBox").field("current", &self.current).finish_non_exhaustive()
+        f.debug_struct("SecretBox")
+            .field("current", &self.current)
+            .finish_non_exhaustive()
     }
 }
 
@@ -39,7 +41,10 @@ impl SecretBox {
     pub fn new(key_id: &str, key: [u8; 32]) -> Self {
         let mut keys = HashMap::new();
         keys.insert(key_id.to_string(), key);
-        Self { keys, current: key_id.to_string() }
+        Self {
+            keys,
+            current: key_id.to_string(),
+        }
     }
 
     /// Parses a base64 32-byte key.
@@ -64,15 +69,25 @@ impl SecretBox {
         let ct = cipher
             .encrypt(&nonce_bytes.into(), plain.as_bytes())
             .expect("encryption with a valid key cannot fail");
-        format!("v1:{}:{}:{}", self.current, B64.encode(nonce_bytes), B64.encode(ct))
+        format!(
+            "v1:{}:{}:{}",
+            self.current,
+            B64.encode(nonce_bytes),
+            B64.encode(ct)
+        )
     }
 
     pub fn open(&self, sealed: &str) -> Result<String, SecretError> {
         let mut parts = sealed.splitn(4, ':');
-        let (Some("v1"), Some(kid), Some(nonce), Some(ct)) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+        let (Some("v1"), Some(kid), Some(nonce), Some(ct)) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
             return Err(SecretError::Malformed);
         };
-        let key = self.keys.get(kid).ok_or_else(|| SecretError::UnknownKey(kid.to_string()))?;
+        let key = self
+            .keys
+            .get(kid)
+            .ok_or_else(|| SecretError::UnknownKey(kid.to_string()))?;
         let nonce: [u8; 12] = B64
             .decode(nonce)
             .ok()
@@ -80,7 +95,9 @@ impl SecretBox {
             .ok_or(SecretError::Malformed)?;
         let ct = B64.decode(ct).map_err(|_| SecretError::Malformed)?;
         let cipher = ChaCha20Poly1305::new(&(*key).into());
-        let plain = cipher.decrypt(&nonce.into(), ct.as_ref()).map_err(|_| SecretError::Decrypt)?;
+        let plain = cipher
+            .decrypt(&nonce.into(), ct.as_ref())
+            .map_err(|_| SecretError::Decrypt)?;
         String::from_utf8(plain).map_err(|_| SecretError::Decrypt)
     }
 }
@@ -120,7 +137,10 @@ mod tests {
         assert!(rotated.seal("x").starts_with("v1:k2:"));
         let wrong = SecretBox::new("k1", [9; 32]);
         assert!(matches!(wrong.open(&sealed), Err(SecretError::Decrypt)));
-        assert!(matches!(SecretBox::new("k3", [3; 32]).open(&sealed), Err(SecretError::UnknownKey(_))));
+        assert!(matches!(
+            SecretBox::new("k3", [3; 32]).open(&sealed),
+            Err(SecretError::UnknownKey(_))
+        ));
         assert!(matches!(old.open("garbage"), Err(SecretError::Malformed)));
     }
 }

@@ -16,27 +16,45 @@ pub fn integration_ref(i: &Integration) -> IntegrationRef {
     }
 }
 
-pub async fn board_mappings(store: &dyn Store, account_id: &str) -> Result<Option<BoardMappings>, StoreError> {
+pub async fn board_mappings(
+    store: &dyn Store,
+    account_id: &str,
+) -> Result<Option<BoardMappings>, StoreError> {
     store
         .mapping(account_id, MappingResource::Board)
         .await?
-        .map(|v| serde_json::from_value(v).map_err(|e| StoreError::Corrupt(format!("board mappings: {e}"))))
+        .map(|v| {
+            serde_json::from_value(v)
+                .map_err(|e| StoreError::Corrupt(format!("board mappings: {e}")))
+        })
         .transpose()
 }
 
-pub async fn criticality_mappings(store: &dyn Store, account_id: &str) -> Result<Option<CriticalityMappings>, StoreError> {
+pub async fn criticality_mappings(
+    store: &dyn Store,
+    account_id: &str,
+) -> Result<Option<CriticalityMappings>, StoreError> {
     store
         .mapping(account_id, MappingResource::Criticality)
         .await?
-        .map(|v| serde_json::from_value(v).map_err(|e| StoreError::Corrupt(format!("criticality mappings: {e}"))))
+        .map(|v| {
+            serde_json::from_value(v)
+                .map_err(|e| StoreError::Corrupt(format!("criticality mappings: {e}")))
+        })
         .transpose()
 }
 
 /// Everything `account` has configured of its own.
-pub async fn account_settings(store: &dyn Store, account_id: &str) -> Result<AccountSettings, StoreError> {
+pub async fn account_settings(
+    store: &dyn Store,
+    account_id: &str,
+) -> Result<AccountSettings, StoreError> {
     let integration = store.integration_of(account_id).await?;
     let (company_mappings, status_mappings) = if integration.is_some() {
-        (store.company_mappings(account_id).await?, store.status_mappings(account_id).await?)
+        (
+            store.company_mappings(account_id).await?,
+            store.status_mappings(account_id).await?,
+        )
     } else {
         (Vec::new(), Default::default())
     };
@@ -51,7 +69,10 @@ pub async fn account_settings(store: &dyn Store, account_id: &str) -> Result<Acc
 }
 
 /// The effective settings of `account`, and the integration in use (if any).
-pub async fn effective_settings(store: &dyn Store, account: &Account) -> Result<(RoutingSettings, Option<Integration>), StoreError> {
+pub async fn effective_settings(
+    store: &dyn Store,
+    account: &Account,
+) -> Result<(RoutingSettings, Option<Integration>), StoreError> {
     let own = account_settings(store, &account.id).await?;
     let partner = match (&own.integration, &account.parent_id) {
         (None, Some(parent)) => Some(account_settings(store, parent).await?),

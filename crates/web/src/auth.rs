@@ -47,7 +47,11 @@ impl Caller {
         if self.role >= role {
             Ok(())
         } else {
-            Err(ApiError::forbidden(format!("this needs the {} role; the token has {}", role.as_str(), self.role.as_str())))
+            Err(ApiError::forbidden(format!(
+                "this needs the {} role; the token has {}",
+                role.as_str(),
+                self.role.as_str()
+            )))
         }
     }
 
@@ -56,14 +60,20 @@ impl Caller {
         if !self.visible.iter().any(|v| v == id) {
             return Err(ApiError::not_found(format!("account {id}")));
         }
-        store.account(id).await?.ok_or_else(|| ApiError::not_found(format!("account {id}")))
+        store
+            .account(id)
+            .await?
+            .ok_or_else(|| ApiError::not_found(format!("account {id}")))
     }
 }
 
 impl FromRequestParts<Arc<AppState>> for Caller {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &Arc<AppState>) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<AppState>,
+    ) -> Result<Self, Self::Rejection> {
         let header = parts
             .headers
             .get(axum::http::header::AUTHORIZATION)
@@ -73,7 +83,9 @@ impl FromRequestParts<Arc<AppState>> for Caller {
             .strip_prefix("Bearer ")
             .map(str::trim)
             .filter(|t| !t.is_empty())
-            .ok_or_else(|| ApiError::unauthorized("the Authorization header must be `Bearer <token>`"))?;
+            .ok_or_else(|| {
+                ApiError::unauthorized("the Authorization header must be `Bearer <token>`")
+            })?;
         let store = state.store.as_ref();
         let grant = store
             .token_grant(&hash_token(token))
@@ -85,8 +97,19 @@ impl FromRequestParts<Arc<AppState>> for Caller {
             .ok_or_else(|| ApiError::unauthorized("the token's account no longer exists"))?;
         let mut visible = vec![account.id.clone()];
         if account.kind == AccountKind::Partner {
-            visible.extend(store.subtenants(&account.id).await?.into_iter().map(|a| a.id));
+            visible.extend(
+                store
+                    .subtenants(&account.id)
+                    .await?
+                    .into_iter()
+                    .map(|a| a.id),
+            );
         }
-        Ok(Caller { account, role: grant.role, token_id: grant.token_id, visible })
+        Ok(Caller {
+            account,
+            role: grant.role,
+            token_id: grant.token_id,
+            visible,
+        })
     }
 }

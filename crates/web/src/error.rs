@@ -17,7 +17,12 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(status: StatusCode, title: &'static str, detail: impl Into<String>) -> Self {
-        Self { status, title, detail: detail.into(), fields: Vec::new() }
+        Self {
+            status,
+            title,
+            detail: detail.into(),
+            fields: Vec::new(),
+        }
     }
     /// 400: the request cannot be read at all.
     pub fn bad_request(detail: impl Into<String>) -> Self {
@@ -35,11 +40,24 @@ impl ApiError {
     }
     /// 422 with several fields.
     pub fn fields(fields: Vec<(String, String)>) -> Self {
-        let detail = fields.iter().map(|(f, m)| format!("{f}: {m}")).collect::<Vec<_>>().join("; ");
-        Self { status: StatusCode::UNPROCESSABLE_ENTITY, title: "Invalid fields", detail, fields }
+        let detail = fields
+            .iter()
+            .map(|(f, m)| format!("{f}: {m}"))
+            .collect::<Vec<_>>()
+            .join("; ");
+        Self {
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            title: "Invalid fields",
+            detail,
+            fields,
+        }
     }
     pub fn not_found(what: impl Into<String>) -> Self {
-        Self::new(StatusCode::NOT_FOUND, "Not found", format!("{} not found", what.into()))
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "Not found",
+            format!("{} not found", what.into()),
+        )
     }
     pub fn unauthorized(detail: impl Into<String>) -> Self {
         Self::new(StatusCode::UNAUTHORIZED, "Unauthorized", detail)
@@ -52,17 +70,29 @@ impl ApiError {
     }
     /// 502: ConnectWise failed; the message is the connector's admin-readable sentence.
     pub fn upstream(e: &casebridge_connector::PsaError) -> Self {
-        Self::new(StatusCode::BAD_GATEWAY, "ConnectWise request failed", e.to_string())
+        Self::new(
+            StatusCode::BAD_GATEWAY,
+            "ConnectWise request failed",
+            e.to_string(),
+        )
     }
     pub fn internal(cause: impl std::fmt::Display) -> Self {
         tracing::error!(error = %cause, "internal error");
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "Internal error", "the server failed to handle the request; see its log")
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "Internal error",
+            "the server failed to handle the request; see its log",
+        )
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let errors: Vec<_> = self.fields.iter().map(|(f, m)| json!({"field": f, "message": m})).collect();
+        let errors: Vec<_> = self
+            .fields
+            .iter()
+            .map(|(f, m)| json!({"field": f, "message": m}))
+            .collect();
         let body = json!({
             "type": "about:blank",
             "title": self.title,
@@ -70,7 +100,12 @@ impl IntoResponse for ApiError {
             "detail": self.detail,
             "errors": errors,
         });
-        (self.status, [(CONTENT_TYPE, "application/problem+json")], body.to_string()).into_response()
+        (
+            self.status,
+            [(CONTENT_TYPE, "application/problem+json")],
+            body.to_string(),
+        )
+            .into_response()
     }
 }
 
@@ -126,7 +161,12 @@ fn culprit<T: serde::de::DeserializeOwned>(body: &[u8]) -> Option<String> {
     map.into_iter().find_map(|(k, v)| {
         let alone = serde_json::Value::Object([(k.clone(), v)].into_iter().collect());
         match serde_json::from_value::<T>(alone) {
-            Err(e) if !e.to_string().starts_with("missing field") && !e.to_string().starts_with("unknown field") => Some(k),
+            Err(e)
+                if !e.to_string().starts_with("missing field")
+                    && !e.to_string().starts_with("unknown field") =>
+            {
+                Some(k)
+            }
             _ => None,
         }
     })

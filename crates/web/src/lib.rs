@@ -32,7 +32,11 @@ pub struct WebConfig {
 
 impl Default for WebConfig {
     fn default() -> Self {
-        Self { public_url: None, max_body_bytes: 1024 * 1024, max_line_bytes: 64 * 1024 }
+        Self {
+            public_url: None,
+            max_body_bytes: 1024 * 1024,
+            max_line_bytes: 64 * 1024,
+        }
     }
 }
 
@@ -83,14 +87,21 @@ pub fn router(state: Arc<AppState>) -> Router {
             }),
         )
         // unknown paths and methods answer problem+json like every other error
-        .fallback(|uri: axum::http::Uri| async move { error::ApiError::not_found(format!("route {}", uri.path())) })
-        .method_not_allowed_fallback(|method: axum::http::Method, uri: axum::http::Uri| async move {
-            error::ApiError::new(
-                axum::http::StatusCode::METHOD_NOT_ALLOWED,
-                "Method not allowed",
-                format!("{method} is not allowed on {}; see /api/openapi.json", uri.path()),
-            )
+        .fallback(|uri: axum::http::Uri| async move {
+            error::ApiError::not_found(format!("route {}", uri.path()))
         })
+        .method_not_allowed_fallback(
+            |method: axum::http::Method, uri: axum::http::Uri| async move {
+                error::ApiError::new(
+                    axum::http::StatusCode::METHOD_NOT_ALLOWED,
+                    "Method not allowed",
+                    format!(
+                        "{method} is not allowed on {}; see /api/openapi.json",
+                        uri.path()
+                    ),
+                )
+            },
+        )
         .layer(axum::extract::DefaultBodyLimit::max(limit))
         .with_state(state)
 }

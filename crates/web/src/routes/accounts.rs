@@ -24,10 +24,20 @@ pub fn routes() -> OpenApiRouter<Arc<AppState>> {
 
 /// The caller's account and, for a partner, its sub-tenants.
 #[utoipa::path(get, path = "/api/v1/accounts", tag = "accounts", responses((status = 200, description = "{items, next}")))]
-async fn list_accounts(State(state): State<Arc<AppState>>, caller: Caller) -> Result<Json<Value>, ApiError> {
+async fn list_accounts(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+) -> Result<Json<Value>, ApiError> {
     let mut items = vec![views::account(&caller.account)];
     if caller.is_partner() {
-        items.extend(state.store.subtenants(&caller.account.id).await?.iter().map(views::account));
+        items.extend(
+            state
+                .store
+                .subtenants(&caller.account.id)
+                .await?
+                .iter()
+                .map(views::account),
+        );
     }
     Ok(Json(views::list(items, None)))
 }
@@ -41,11 +51,18 @@ struct NewAccount {
 
 /// A partner admin creates a sub-tenant: `{"name", "kind": "subtenant"}`.
 #[utoipa::path(post, path = "/api/v1/accounts", tag = "accounts", responses((status = 201, description = "the account")))]
-async fn create_account(State(state): State<Arc<AppState>>, caller: Caller, body: Bytes) -> Result<(StatusCode, Json<Value>), ApiError> {
+async fn create_account(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    body: Bytes,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
     caller.require(Role::Admin)?;
     let b: NewAccount = parse_json(&body)?;
     if AccountKind::parse(&b.kind) != Some(AccountKind::Subtenant) {
-        return Err(ApiError::field("kind", "only \"subtenant\" can be created here"));
+        return Err(ApiError::field(
+            "kind",
+            "only \"subtenant\" can be created here",
+        ));
     }
     if !caller.is_partner() {
         return Err(ApiError::forbidden("only a partner can create sub-tenants"));
@@ -54,6 +71,9 @@ async fn create_account(State(state): State<Arc<AppState>>, caller: Caller, body
     if name.is_empty() || name.chars().count() > 200 {
         return Err(ApiError::field("name", "1 to 200 characters"));
     }
-    let a = state.store.create_account(name, AccountKind::Subtenant, Some(&caller.account.id)).await?;
+    let a = state
+        .store
+        .create_account(name, AccountKind::Subtenant, Some(&caller.account.id))
+        .await?;
     Ok((StatusCode::CREATED, Json(views::account(&a))))
 }

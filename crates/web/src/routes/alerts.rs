@@ -45,7 +45,10 @@ async fn post_alerts(
             ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "Body too large",
-                format!("the body is over the limit of {} bytes; split the batch", state.config.max_body_bytes),
+                format!(
+                    "the body is over the limit of {} bytes; split the batch",
+                    state.config.max_body_bytes
+                ),
             )
         } else {
             ApiError::bad_request(e.body_text())
@@ -54,8 +57,15 @@ async fn post_alerts(
     let format = match q.get("format").filter(|f| !f.is_empty()) {
         None => None,
         Some(f) => Some(f.parse::<AlertFormat>().map_err(|e| {
-            let mut err = ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "Unsupported alert format", e.to_string());
-            err.fields.push(("format".into(), format!("accepted: {}", AlertFormat::accepted_list())));
+            let mut err = ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "Unsupported alert format",
+                e.to_string(),
+            );
+            err.fields.push((
+                "format".into(),
+                format!("accepted: {}", AlertFormat::accepted_list()),
+            ));
             err
         })?),
     };
@@ -67,7 +77,10 @@ async fn post_alerts(
     if let Some(a) = default_account
         && !caller.visible.contains(a)
     {
-        return Err(ApiError::field("account_id", format!("account {a} does not exist or is not yours")));
+        return Err(ApiError::field(
+            "account_id",
+            format!("account {a} does not exist or is not yours"),
+        ));
     }
     let who = Attribution {
         default_account: default_account.map(String::as_str),
@@ -76,11 +89,17 @@ async fn post_alerts(
         allowed: &caller.visible,
         actor: &caller.actor(),
     };
-    let options = ParseOptions { max_line_bytes: state.config.max_line_bytes };
+    let options = ParseOptions {
+        max_line_bytes: state.config.max_line_bytes,
+    };
     let report = ingest_body(state.store.as_ref(), &body, format, ndjson, options, &who)
         .await
         .map_err(|e| match e {
-            IngestError::Parse(p @ ParseError::UnknownFormat { .. }) => ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "Unsupported alert format", p.to_string()),
+            IngestError::Parse(p @ ParseError::UnknownFormat { .. }) => ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "Unsupported alert format",
+                p.to_string(),
+            ),
             IngestError::Parse(p) => ApiError::bad_request(p.to_string()),
             IngestError::Store(s) => s.into(),
         })?;
@@ -98,7 +117,11 @@ async fn post_alerts(
             .lines
             .iter()
             .filter_map(|l| match l {
-                casebridge_ingest::service::LineResult::Error { line, field, reason } => {
+                casebridge_ingest::service::LineResult::Error {
+                    line,
+                    field,
+                    reason,
+                } => {
                     // the field names the line when the line has no field of its own; say it once
                     Some(match field {
                         Some(f) => (f.clone(), format!("line {line}: {reason}")),

@@ -39,13 +39,20 @@ pub fn limit_of(q: &HashMap<String, String>) -> Result<i64, ApiError> {
         None => Ok(50),
         Some(s) => match s.parse::<i64>() {
             Ok(n) if (1..=MAX_LIMIT).contains(&n) => Ok(n),
-            _ => Err(ApiError::field("limit", format!("must be a whole number from 1 to {MAX_LIMIT}"))),
+            _ => Err(ApiError::field(
+                "limit",
+                format!("must be a whole number from 1 to {MAX_LIMIT}"),
+            )),
         },
     }
 }
 
 async fn visible_case(state: &AppState, caller: &Caller, id: &str) -> Result<Case, ApiError> {
-    let case = state.store.case(id).await?.ok_or_else(|| ApiError::not_found(format!("case {id}")))?;
+    let case = state
+        .store
+        .case(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("case {id}")))?;
     if !caller.visible.contains(&case.account_id) {
         return Err(ApiError::not_found(format!("case {id}")));
     }
@@ -58,22 +65,43 @@ async fn visible_case(state: &AppState, caller: &Caller, id: &str) -> Result<Cas
     params(("account_id" = Option<String>, Query), ("status" = Option<String>, Query), ("criticality" = Option<String>, Query),
            ("q" = Option<String>, Query), ("limit" = Option<i64>, Query), ("cursor" = Option<String>, Query)),
     responses((status = 200, description = "{items, next}")))]
-async fn list_cases(State(state): State<Arc<AppState>>, caller: Caller, Query(q): Query<HashMap<String, String>>) -> Result<Json<Value>, ApiError> {
+async fn list_cases(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Json<Value>, ApiError> {
     let limit = limit_of(&q)?;
     let account_ids = match q.get("account_id") {
         Some(a) => {
-            caller.account(state.store.as_ref(), a).await.map_err(|_| ApiError::field("account_id", format!("no visible account {a}")))?;
+            caller
+                .account(state.store.as_ref(), a)
+                .await
+                .map_err(|_| ApiError::field("account_id", format!("no visible account {a}")))?;
             vec![a.clone()]
         }
         None => caller.visible.clone(),
     };
     let status = q
         .get("status")
-        .map(|s| CaseStatus::parse(s).ok_or_else(|| ApiError::field("status", "one of open, escalated, in_progress, waiting_on_customer, closed")))
+        .map(|s| {
+            CaseStatus::parse(s).ok_or_else(|| {
+                ApiError::field(
+                    "status",
+                    "one of open, escalated, in_progress, waiting_on_customer, closed",
+                )
+            })
+        })
         .transpose()?;
     let criticality = q
         .get("criticality")
-        .map(|s| Criticality::parse(s).ok_or_else(|| ApiError::field("criticality", "one of critical, high, medium, low, informational")))
+        .map(|s| {
+            Criticality::parse(s).ok_or_else(|| {
+                ApiError::field(
+                    "criticality",
+                    "one of critical, high, medium, low, informational",
+                )
+            })
+        })
         .transpose()?;
     let before_id = q.get("cursor").filter(|c| !c.is_empty()).cloned();
     if let Some(c) = &before_id
@@ -81,7 +109,14 @@ async fn list_cases(State(state): State<Arc<AppState>>, caller: Caller, Query(q)
     {
         return Err(ApiError::field("cursor", "not a cursor this API gave out"));
     }
-    let filter = CaseFilter { account_ids, status, criticality, q: q.get("q").cloned(), before_id, limit: limit + 1 };
+    let filter = CaseFilter {
+        account_ids,
+        status,
+        criticality,
+        q: q.get("q").cloned(),
+        before_id,
+        limit: limit + 1,
+    };
     let mut cases = state.store.cases(&filter).await?;
     let next = if cases.len() as i64 > limit {
         cases.truncate(limit as usize);
@@ -89,7 +124,10 @@ async fn list_cases(State(state): State<Arc<AppState>>, caller: Caller, Query(q)
     } else {
         None
     };
-    Ok(Json(views::list(cases.iter().map(views::case).collect(), next)))
+    Ok(Json(views::list(
+        cases.iter().map(views::case).collect(),
+        next,
+    )))
 }
 
 #[derive(Deserialize)]
@@ -105,14 +143,25 @@ struct NewCaseBody {
 
 /// Opens a case by hand.
 #[utoipa::path(post, path = "/api/v1/cases", tag = "cases", responses((status = 201, description = "the case")))]
-async fn create_case(State(state): State<Arc<AppState>>, caller: Caller, body: Bytes) -> Result<(axum::http::StatusCode, Json<Value>), ApiError> {
+async fn create_case(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    body: Bytes,
+) -> Result<(axum::http::StatusCode, Json<Value>), ApiError> {
     caller.require(Role::Analyst)?;
     let b: NewCaseBody = parse_json(&body)?;
     let account = caller
         .account(state.store.as_ref(), &b.account_id)
         .await
-        .map_err(|_| ApiError::field("account_id", format!("no visible account {}", b.account_id)))?;
-    let criticality = Criticality::parse(&b.criticality).ok_or_else(|| ApiError::field("criticality", "one of critical, high, medium, low, informational"))?;
+        .map_err(|_| {
+            ApiError::field("account_id", format!("no visible account {}", b.account_id))
+        })?;
+    let criticality = Criticality::parse(&b.criticality).ok_or_else(|| {
+        ApiError::field(
+            "criticality",
+            "one of critical, high, medium, low, informational",
+        )
+    })?;
     if b.title.trim().is_empty() {
         return Err(ApiError::field("title", "must not be empty"));
     }
@@ -135,14 +184,22 @@ async fn create_case(State(state): State<Arc<AppState>>, caller: Caller, body: B
     let case = match state.store.insert_alert_case(&new, &caller.actor()).await? {
         AlertInsert::Created(c) | AlertInsert::Repeat(c) => c,
     };
-    let case = escalation::auto_escalate(&state.sync, &case).await?.unwrap_or(*case);
+    let case = escalation::auto_escalate(&state.sync, &case)
+        .await?
+        .unwrap_or(*case);
     Ok((axum::http::StatusCode::CREATED, Json(views::case(&case))))
 }
 
 /// One case, with its ticket link and its routing decision.
 #[utoipa::path(get, path = "/api/v1/cases/{id}", tag = "cases", params(("id" = String, Path)), responses((status = 200, description = "the case")))]
-async fn get_case(State(state): State<Arc<AppState>>, caller: Caller, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
-    Ok(Json(views::case(&visible_case(&state, &caller, &id).await?)))
+async fn get_case(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    Ok(Json(views::case(
+        &visible_case(&state, &caller, &id).await?,
+    )))
 }
 
 #[derive(Deserialize)]
@@ -159,22 +216,43 @@ struct PatchCase {
 /// Changes a case's status (close with `close_reason` and an optional `resolution` text; reopen
 /// by setting a non-closed status).
 #[utoipa::path(patch, path = "/api/v1/cases/{id}", tag = "cases", params(("id" = String, Path)), responses((status = 200, description = "the case")))]
-async fn patch_case(State(state): State<Arc<AppState>>, caller: Caller, Path(id): Path<String>, body: Bytes) -> Result<Json<Value>, ApiError> {
+async fn patch_case(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
     caller.require(Role::Analyst)?;
     visible_case(&state, &caller, &id).await?;
     let p: PatchCase = parse_json(&body)?;
-    let status = CaseStatus::parse(&p.status)
-        .ok_or_else(|| ApiError::field("status", "one of open, escalated, in_progress, waiting_on_customer, closed"))?;
+    let status = CaseStatus::parse(&p.status).ok_or_else(|| {
+        ApiError::field(
+            "status",
+            "one of open, escalated, in_progress, waiting_on_customer, closed",
+        )
+    })?;
     if p.close_reason.is_some() && status != CaseStatus::Closed {
         return Err(ApiError::field("close_reason", "only with status closed"));
     }
-    let case = changes::change_status(&state.sync, &id, status, p.close_reason, p.resolution, &caller.actor()).await?;
+    let case = changes::change_status(
+        &state.sync,
+        &id,
+        status,
+        p.close_reason,
+        p.resolution,
+        &caller.actor(),
+    )
+    .await?;
     Ok(Json(views::case(&case)))
 }
 
 /// Escalates a case: idempotent, 200 with the case whatever its state (DESIGN §4).
 #[utoipa::path(post, path = "/api/v1/cases/{id}/escalate", tag = "cases", params(("id" = String, Path)), responses((status = 200, description = "the case")))]
-async fn escalate_case(State(state): State<Arc<AppState>>, caller: Caller, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+async fn escalate_case(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
     caller.require(Role::Analyst)?;
     visible_case(&state, &caller, &id).await?;
     let case = escalation::escalate(&state.sync, &id, &caller.actor()).await?;
@@ -183,10 +261,17 @@ async fn escalate_case(State(state): State<Arc<AppState>>, caller: Caller, Path(
 
 /// The case's notes, oldest first.
 #[utoipa::path(get, path = "/api/v1/cases/{id}/notes", tag = "cases", params(("id" = String, Path)), responses((status = 200, description = "{items, next}")))]
-async fn list_notes(State(state): State<Arc<AppState>>, caller: Caller, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+async fn list_notes(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
     visible_case(&state, &caller, &id).await?;
     let notes = state.store.notes(&id).await?;
-    Ok(Json(views::list(notes.iter().map(views::note).collect(), None)))
+    Ok(Json(views::list(
+        notes.iter().map(views::note).collect(),
+        None,
+    )))
 }
 
 #[derive(Deserialize)]
@@ -207,25 +292,42 @@ const MAX_NOTE_CHARS: usize = 20_000;
 /// Adds a note; a ticketed case sends it to ConnectWise (shared → discussion, internal →
 /// internal analysis).
 #[utoipa::path(post, path = "/api/v1/cases/{id}/notes", tag = "cases", params(("id" = String, Path)), responses((status = 201, description = "the note")))]
-async fn add_note(State(state): State<Arc<AppState>>, caller: Caller, Path(id): Path<String>, body: Bytes) -> Result<(axum::http::StatusCode, Json<Value>), ApiError> {
+async fn add_note(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<(axum::http::StatusCode, Json<Value>), ApiError> {
     caller.require(Role::Analyst)?;
     visible_case(&state, &caller, &id).await?;
     let b: NewNoteBody = parse_json(&body)?;
-    let visibility = Visibility::parse(&b.visibility).ok_or_else(|| ApiError::field("visibility", "internal or shared"))?;
+    let visibility = Visibility::parse(&b.visibility)
+        .ok_or_else(|| ApiError::field("visibility", "internal or shared"))?;
     if b.text.trim().is_empty() {
         return Err(ApiError::field("text", "must not be empty"));
     }
     if b.text.chars().count() > MAX_NOTE_CHARS {
-        return Err(ApiError::field("text", format!("at most {MAX_NOTE_CHARS} characters")));
+        return Err(ApiError::field(
+            "text",
+            format!("at most {MAX_NOTE_CHARS} characters"),
+        ));
     }
-    let (_, note) = changes::add_note(&state.sync, &id, &b.text, visibility, &caller.actor()).await?;
+    let (_, note) =
+        changes::add_note(&state.sync, &id, &b.text, visibility, &caller.actor()).await?;
     Ok((axum::http::StatusCode::CREATED, Json(views::note(&note))))
 }
 
 /// The case's Activity Log, oldest first.
 #[utoipa::path(get, path = "/api/v1/cases/{id}/activity", tag = "cases", params(("id" = String, Path)), responses((status = 200, description = "{items, next}")))]
-async fn list_activity(State(state): State<Arc<AppState>>, caller: Caller, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+async fn list_activity(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
     visible_case(&state, &caller, &id).await?;
     let entries = state.store.activity(&id).await?;
-    Ok(Json(views::list(entries.iter().map(views::activity).collect(), None)))
+    Ok(Json(views::list(
+        entries.iter().map(views::activity).collect(),
+        None,
+    )))
 }

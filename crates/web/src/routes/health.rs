@@ -13,7 +13,10 @@ use utoipa_axum::routes;
 use crate::AppState;
 
 pub fn routes() -> OpenApiRouter<Arc<AppState>> {
-    OpenApiRouter::new().routes(routes!(healthz)).routes(routes!(readyz)).routes(routes!(metrics))
+    OpenApiRouter::new()
+        .routes(routes!(healthz))
+        .routes(routes!(readyz))
+        .routes(routes!(metrics))
 }
 
 /// The process is up.
@@ -27,8 +30,14 @@ async fn healthz() -> &'static str {
 async fn readyz(State(state): State<Arc<AppState>>) -> impl IntoResponse {
     match state.store.ready().await {
         Ok(true) => (StatusCode::OK, "ready".to_string()),
-        Ok(false) => (StatusCode::SERVICE_UNAVAILABLE, "migrations pending".to_string()),
-        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("database unreachable: {e}")),
+        Ok(false) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "migrations pending".to_string(),
+        ),
+        Err(e) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("database unreachable: {e}"),
+        ),
     }
 }
 
@@ -37,12 +46,32 @@ async fn readyz(State(state): State<Arc<AppState>>) -> impl IntoResponse {
 async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
     let accounts: Vec<String> = match state.store.all_accounts().await {
         Ok(a) => a.into_iter().map(|a| a.id).collect(),
-        Err(e) => return (StatusCode::SERVICE_UNAVAILABLE, format!("# database unreachable: {e}\n")),
+        Err(e) => {
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("# database unreachable: {e}\n"),
+            );
+        }
     };
-    let mut out = String::from("# HELP casebridge_outbox_jobs Outbox jobs by state (latest 10000).\n# TYPE casebridge_outbox_jobs gauge\n");
-    for s in [JobState::Pending, JobState::Running, JobState::Done, JobState::Dead] {
-        let n = state.store.jobs(Some(s), &accounts, 10_000).await.map(|j| j.len()).unwrap_or(0);
-        out.push_str(&format!("casebridge_outbox_jobs{{state=\"{}\"}} {n}\n", s.as_str()));
+    let mut out = String::from(
+        "# HELP casebridge_outbox_jobs Outbox jobs by state (latest 10000).\n# TYPE casebridge_outbox_jobs gauge\n",
+    );
+    for s in [
+        JobState::Pending,
+        JobState::Running,
+        JobState::Done,
+        JobState::Dead,
+    ] {
+        let n = state
+            .store
+            .jobs(Some(s), &accounts, 10_000)
+            .await
+            .map(|j| j.len())
+            .unwrap_or(0);
+        out.push_str(&format!(
+            "casebridge_outbox_jobs{{state=\"{}\"}} {n}\n",
+            s.as_str()
+        ));
     }
     (StatusCode::OK, out)
 }

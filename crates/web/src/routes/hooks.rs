@@ -22,12 +22,22 @@ pub fn routes() -> OpenApiRouter<Arc<AppState>> {
 /// A ConnectWise callback (signed); answered fast, processed in the background.
 #[utoipa::path(post, path = "/hooks/connectwise/{integration_id}", tag = "sync", params(("integration_id" = String, Path)),
     responses((status = 200, description = "accepted"), (status = 202, description = "ignored"), (status = 401, description = "bad signature")))]
-async fn connectwise_callback(State(state): State<Arc<AppState>>, Path(integration_id): Path<String>, headers: HeaderMap, body: Bytes) -> impl IntoResponse {
-    let signature = headers.get("x-content-signature").and_then(|v| v.to_str().ok());
+async fn connectwise_callback(
+    State(state): State<Arc<AppState>>,
+    Path(integration_id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> impl IntoResponse {
+    let signature = headers
+        .get("x-content-signature")
+        .and_then(|v| v.to_str().ok());
     let outcome = accept_callback(&state.sync, &integration_id, signature, &body).await;
     if outcome.status >= 400 {
         tracing::info!(integration = %integration_id, status = outcome.status, reason = %outcome.message, "callback refused");
     }
     let status = StatusCode::from_u16(outcome.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    (status, axum::Json(serde_json::json!({ "status": outcome.status, "detail": outcome.message })))
+    (
+        status,
+        axum::Json(serde_json::json!({ "status": outcome.status, "detail": outcome.message })),
+    )
 }

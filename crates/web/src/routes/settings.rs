@@ -10,7 +10,9 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use casebridge_connector::{Psa, ssrf};
 use casebridge_domain::status_mapping::propose_defaults;
-use casebridge_domain::{AccountKind, BoardMappings, Criticality, CriticalityMappings, Role, StatusMappings};
+use casebridge_domain::{
+    AccountKind, BoardMappings, Criticality, CriticalityMappings, Role, StatusMappings,
+};
 use casebridge_store::{Account, AuditEntry, Integration, MappingResource, now_millis};
 use casebridge_sync::settings::{board_mappings, criticality_mappings, effective_settings};
 use serde::Deserialize;
@@ -28,42 +30,81 @@ pub fn routes() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(test_support_system))
         .routes(routes!(activate_support_system))
         .routes(routes!(test_ticket))
-        .routes(routes!(get_board_mappings, put_board_mappings, delete_board_mappings))
-        .routes(routes!(get_criticality_mappings, put_criticality_mappings, delete_criticality_mappings))
+        .routes(routes!(
+            get_board_mappings,
+            put_board_mappings,
+            delete_board_mappings
+        ))
+        .routes(routes!(
+            get_criticality_mappings,
+            put_criticality_mappings,
+            delete_criticality_mappings
+        ))
         .routes(routes!(get_company_mappings, put_company_mappings))
         .routes(routes!(get_status_mappings, put_status_mappings))
         .routes(routes!(get_escalation_policy, put_escalation_policy))
 }
 
 fn audit(caller: &Caller, account_id: &str, action: &str, detail: Value) -> AuditEntry {
-    AuditEntry { account_id: account_id.to_string(), actor: caller.actor(), at: now_millis(), action: action.to_string(), detail }
+    AuditEntry {
+        account_id: account_id.to_string(),
+        actor: caller.actor(),
+        at: now_millis(),
+        action: action.to_string(),
+        detail,
+    }
 }
 
 /// The callback URL of an integration, when a public URL is configured.
 pub fn hook_url(state: &AppState, integration_id: &str) -> Option<String> {
-    state
-        .config
-        .public_url
-        .as_ref()
-        .map(|u| format!("{}/hooks/connectwise/{integration_id}?recordId=", u.trim_end_matches('/')))
+    state.config.public_url.as_ref().map(|u| {
+        format!(
+            "{}/hooks/connectwise/{integration_id}?recordId=",
+            u.trim_end_matches('/')
+        )
+    })
 }
 
 /// The sub-tenants of `partner_id` that use the partner's integration (have none of their own).
-async fn inheriting_subtenants(state: &AppState, partner_id: &str) -> Result<Vec<Account>, ApiError> {
+async fn inheriting_subtenants(
+    state: &AppState,
+    partner_id: &str,
+) -> Result<Vec<Account>, ApiError> {
     let subs = state.store.subtenants(partner_id).await?;
-    let with_integration: std::collections::HashSet<String> =
-        state.store.integrations().await?.into_iter().map(|i| i.account_id).collect();
-    Ok(subs.into_iter().filter(|s| !with_integration.contains(&s.id)).collect())
+    let with_integration: std::collections::HashSet<String> = state
+        .store
+        .integrations()
+        .await?
+        .into_iter()
+        .map(|i| i.account_id)
+        .collect();
+    Ok(subs
+        .into_iter()
+        .filter(|s| !with_integration.contains(&s.id))
+        .collect())
 }
 
-async fn support_system_json(state: &AppState, i: &Integration, source: &str) -> Result<Value, ApiError> {
+async fn support_system_json(
+    state: &AppState,
+    i: &Integration,
+    source: &str,
+) -> Result<Value, ApiError> {
     // what uniform mode would overwrite — for the partner only: a sub-tenant reading its
     // partner's integration learns nothing about the partner's other clients
     let with_own_mappings = if source == "own" {
         let inheriting = inheriting_subtenants(state, &i.account_id).await?;
         let ids: Vec<String> = inheriting.iter().map(|s| s.id.clone()).collect();
-        let with_own: std::collections::HashSet<String> = state.store.accounts_with_own_mappings(&ids).await?.into_iter().collect();
-        let names: Vec<&str> = inheriting.iter().filter(|s| with_own.contains(&s.id)).map(|s| s.name.as_str()).collect();
+        let with_own: std::collections::HashSet<String> = state
+            .store
+            .accounts_with_own_mappings(&ids)
+            .await?
+            .into_iter()
+            .collect();
+        let names: Vec<&str> = inheriting
+            .iter()
+            .filter(|s| with_own.contains(&s.id))
+            .map(|s| s.name.as_str())
+            .collect();
         json!({ "count": names.len(), "names": names })
     } else {
         Value::Null
@@ -87,7 +128,11 @@ async fn admin_account(state: &AppState, caller: &Caller, id: &str) -> Result<Ac
 
 /// The integration of an account (a sub-tenant without its own sees its partner's, read-only).
 #[utoipa::path(get, path = "/api/v1/accounts/{id}/support-system", tag = "settings", params(("id" = String, Path)), responses((status = 200, description = "the support system")))]
-async fn get_support_system(State(state): State<Arc<AppState>>, caller: Caller, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+async fn get_support_system(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
     let account = caller.account(state.store.as_ref(), &id).await?;
     if let Some(i) = state.store.integration_of(&id).await? {
         return Ok(Json(support_system_json(&state, &i, "own").await?));
@@ -95,7 +140,9 @@ async fn get_support_system(State(state): State<Arc<AppState>>, caller: Caller, 
     let (_, integration) = effective_settings(state.store.as_ref(), &account).await?;
     match integration {
         Some(i) => Ok(Json(support_system_json(&state, &i, "partner").await?)),
-        None => Err(ApiError::not_found(format!("support system of account {id}"))),
+        None => Err(ApiError::not_found(format!(
+            "support system of account {id}"
+        ))),
     }
 }
 
@@ -129,34 +176,63 @@ fn connectwise() -> String {
 /// Saves the integration. The private key is write-only (kept when omitted); changing how
 /// ConnectWise is reached deactivates it until the Test passes again.
 #[utoipa::path(put, path = "/api/v1/accounts/{id}/support-system", tag = "settings", params(("id" = String, Path)), responses((status = 200, description = "the support system")))]
-async fn put_support_system(State(state): State<Arc<AppState>>, caller: Caller, Path(id): Path<String>, body: Bytes) -> Result<Json<Value>, ApiError> {
+async fn put_support_system(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
     let account = admin_account(&state, &caller, &id).await?;
     let b: SupportSystemBody = parse_json(&body)?;
     let mut errors = Vec::new();
     if b.kind != "connectwise" {
-        errors.push(("type".to_string(), "only \"connectwise\" is supported".to_string()));
+        errors.push((
+            "type".to_string(),
+            "only \"connectwise\" is supported".to_string(),
+        ));
     }
     if let Err(e) = ssrf::check_site_url(&b.site_url, b.allow_private_hosts) {
         errors.push(("site_url".into(), e));
     }
-    for (f, v) in [("company_id", &b.company_id), ("public_key", &b.public_key), ("client_id", &b.client_id)] {
+    for (f, v) in [
+        ("company_id", &b.company_id),
+        ("public_key", &b.public_key),
+        ("client_id", &b.client_id),
+    ] {
         if v.trim().is_empty() {
             errors.push((f.into(), "must not be empty".into()));
         }
     }
     let partner_only = account.kind != AccountKind::Partner;
     if partner_only && (b.apply_to_all_subtenants || b.uniform_subtenant_mappings) {
-        errors.push(("apply_to_all_subtenants".into(), "only a partner can apply its integration to sub-tenants".into()));
+        errors.push((
+            "apply_to_all_subtenants".into(),
+            "only a partner can apply its integration to sub-tenants".into(),
+        ));
     }
-    let parent = b.parent_company_identifier.clone().filter(|p| !p.trim().is_empty());
+    let parent = b
+        .parent_company_identifier
+        .clone()
+        .filter(|p| !p.trim().is_empty());
     if b.apply_to_all_subtenants && parent.is_none() {
-        errors.push(("parent_company_identifier".into(), "Apply to All Subtenants needs a parent company identifier".into()));
+        errors.push((
+            "parent_company_identifier".into(),
+            "Apply to All Subtenants needs a parent company identifier".into(),
+        ));
     }
     if b.uniform_subtenant_mappings && !b.apply_to_all_subtenants {
-        errors.push(("uniform_subtenant_mappings".into(), "uniform mappings need Apply to All Subtenants".into()));
+        errors.push((
+            "uniform_subtenant_mappings".into(),
+            "uniform mappings need Apply to All Subtenants".into(),
+        ));
     }
     let existing = state.store.integration_of(&id).await?;
-    if b.private_key.as_deref().is_none_or(|k| k.is_empty()) && existing.as_ref().and_then(|e| e.private_key_enc.as_ref()).is_none() {
+    if b.private_key.as_deref().is_none_or(|k| k.is_empty())
+        && existing
+            .as_ref()
+            .and_then(|e| e.private_key_enc.as_ref())
+            .is_none()
+    {
         errors.push(("private_key".into(), "required the first time".into()));
     }
     if !errors.is_empty() {
@@ -175,9 +251,14 @@ async fn put_support_system(State(state): State<Arc<AppState>>, caller: Caller, 
             || e.allow_private_hosts != b.allow_private_hosts
             || b.private_key.as_deref().is_some_and(|k| !k.is_empty())
     });
-    let was_uniform = existing.as_ref().is_some_and(|e| e.uniform_subtenant_mappings);
+    let was_uniform = existing
+        .as_ref()
+        .is_some_and(|e| e.uniform_subtenant_mappings);
     let integration = Integration {
-        id: existing.as_ref().map(|e| e.id.clone()).unwrap_or_else(|| casebridge_domain::ids::new_id("intg")),
+        id: existing
+            .as_ref()
+            .map(|e| e.id.clone())
+            .unwrap_or_else(|| casebridge_domain::ids::new_id("intg")),
         account_id: id.clone(),
         kind: b.kind,
         site_url: b.site_url,
@@ -191,10 +272,17 @@ async fn put_support_system(State(state): State<Arc<AppState>>, caller: Caller, 
         allow_private_hosts: b.allow_private_hosts,
         process_notifications: b.process_notifications,
         active: existing.as_ref().is_some_and(|e| e.active) && !reach_changed,
-        last_test: if reach_changed { None } else { existing.as_ref().and_then(|e| e.last_test.clone()) },
+        last_test: if reach_changed {
+            None
+        } else {
+            existing.as_ref().and_then(|e| e.last_test.clone())
+        },
         tested_ok: existing.as_ref().is_some_and(|e| e.tested_ok) && !reach_changed,
         callback_id: existing.as_ref().and_then(|e| e.callback_id),
-        sync_mode: existing.as_ref().map(|e| e.sync_mode.clone()).unwrap_or_else(|| "polling".into()),
+        sync_mode: existing
+            .as_ref()
+            .map(|e| e.sync_mode.clone())
+            .unwrap_or_else(|| "polling".into()),
         last_callback_at: existing.as_ref().and_then(|e| e.last_callback_at),
         watermark: existing.as_ref().and_then(|e| e.watermark.clone()),
         created_at: existing.as_ref().map(|e| e.created_at).unwrap_or(now),
@@ -206,60 +294,108 @@ async fn put_support_system(State(state): State<Arc<AppState>>, caller: Caller, 
         "apply_to_all_subtenants": integration.apply_to_all_subtenants, "uniform_subtenant_mappings": integration.uniform_subtenant_mappings,
     });
     if integration.uniform_subtenant_mappings && !was_uniform {
-        let inheriting: Vec<String> = inheriting_subtenants(&state, &id).await?.into_iter().map(|s| s.id).collect();
+        let inheriting: Vec<String> = inheriting_subtenants(&state, &id)
+            .await?
+            .into_iter()
+            .map(|s| s.id)
+            .collect();
         let cleared = state.store.accounts_with_own_mappings(&inheriting).await?;
         let mut detail = detail;
         detail["deleted_subtenant_mappings"] = json!(cleared);
-        state.store.set_uniform_mode(&integration, &cleared, &audit(&caller, &id, "uniform_mappings_on", detail)).await?;
+        state
+            .store
+            .set_uniform_mode(
+                &integration,
+                &cleared,
+                &audit(&caller, &id, "uniform_mappings_on", detail),
+            )
+            .await?;
     } else {
-        state.store.save_integration(&integration, &audit(&caller, &id, "support_system_saved", detail)).await?;
+        state
+            .store
+            .save_integration(
+                &integration,
+                &audit(&caller, &id, "support_system_saved", detail),
+            )
+            .await?;
     }
-    Ok(Json(support_system_json(&state, &integration, "own").await?))
+    Ok(Json(
+        support_system_json(&state, &integration, "own").await?,
+    ))
 }
 
 async fn own_integration(state: &AppState, id: &str) -> Result<Integration, ApiError> {
-    state
-        .store
-        .integration_of(id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("support system of account {id} (save it first)")))
+    state.store.integration_of(id).await?.ok_or_else(|| {
+        ApiError::not_found(format!("support system of account {id} (save it first)"))
+    })
 }
 
 /// Runs each check separately (reachable, codebase, auth, permissions, callbacks); creates and
 /// changes nothing in ConnectWise.
 #[utoipa::path(post, path = "/api/v1/accounts/{id}/support-system/test", tag = "settings", params(("id" = String, Path)), responses((status = 200, description = "per-check results")))]
-async fn test_support_system(State(state): State<Arc<AppState>>, caller: Caller, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+async fn test_support_system(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
     admin_account(&state, &caller, &id).await?;
     let mut i = own_integration(&state, &id).await?;
     let report = match state.sync.connectors.connector(&i) {
         Ok(psa) => psa.test_connection().await,
         Err(e) => return Err(ApiError::field("support_system", e.to_string())),
     };
-    let checks: Vec<Value> = report.checks.iter().map(|c| json!({"name": c.name, "ok": c.ok, "message": c.message})).collect();
+    let checks: Vec<Value> = report
+        .checks
+        .iter()
+        .map(|c| json!({"name": c.name, "ok": c.ok, "message": c.message}))
+        .collect();
     let passed = report.passed();
-    i.last_test = Some(json!({ "at": crate::views::rfc3339(now_millis()), "passed": passed, "checks": checks }));
+    i.last_test = Some(
+        json!({ "at": crate::views::rfc3339(now_millis()), "passed": passed, "checks": checks }),
+    );
     i.tested_ok = passed;
     if !passed {
         i.active = false;
     }
-    state.store.save_integration(&i, &audit(&caller, &id, "support_system_tested", json!({"passed": passed}))).await?;
+    state
+        .store
+        .save_integration(
+            &i,
+            &audit(
+                &caller,
+                &id,
+                "support_system_tested",
+                json!({"passed": passed}),
+            ),
+        )
+        .await?;
     Ok(Json(json!({ "passed": passed, "checks": checks })))
 }
 
 /// Activates a tested integration; registers (or repairs) its ConnectWise callback when a
 /// public URL is configured, else it runs on polling alone.
 #[utoipa::path(post, path = "/api/v1/accounts/{id}/support-system/activate", tag = "settings", params(("id" = String, Path)), responses((status = 200, description = "the support system")))]
-async fn activate_support_system(State(state): State<Arc<AppState>>, caller: Caller, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+async fn activate_support_system(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
     admin_account(&state, &caller, &id).await?;
     let mut i = own_integration(&state, &id).await?;
     if !i.tested_ok {
-        return Err(ApiError::conflict("run the Test first: only an integration that passed it can be activated"));
+        return Err(ApiError::conflict(
+            "run the Test first: only an integration that passed it can be activated",
+        ));
     }
     i.active = true;
     i.updated_at = now_millis();
     match hook_url(&state, &i.id) {
         Some(url) => {
-            let psa = state.sync.connectors.connector(&i).map_err(|e| ApiError::upstream(&e))?;
+            let psa = state
+                .sync
+                .connectors
+                .connector(&i)
+                .map_err(|e| ApiError::upstream(&e))?;
             match psa.ensure_callback(&url).await {
                 Ok(reg) => {
                     i.callback_id = Some(reg.id);
@@ -273,7 +409,18 @@ async fn activate_support_system(State(state): State<Arc<AppState>>, caller: Cal
         }
         None => i.sync_mode = "polling".into(),
     }
-    state.store.save_integration(&i, &audit(&caller, &id, "support_system_activated", json!({"sync_mode": i.sync_mode}))).await?;
+    state
+        .store
+        .save_integration(
+            &i,
+            &audit(
+                &caller,
+                &id,
+                "support_system_activated",
+                json!({"sync_mode": i.sync_mode}),
+            ),
+        )
+        .await?;
     Ok(Json(support_system_json(&state, &i, "own").await?))
 }
 
@@ -286,12 +433,28 @@ struct TestTicketBody {
 
 /// Sends a test ticket under the parent company and closes it again.
 #[utoipa::path(post, path = "/api/v1/accounts/{id}/support-system/test-ticket", tag = "settings", params(("id" = String, Path)), responses((status = 200, description = "the test ticket")))]
-async fn test_ticket(State(state): State<Arc<AppState>>, caller: Caller, Path(id): Path<String>, body: Bytes) -> Result<Json<Value>, ApiError> {
+async fn test_ticket(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
     admin_account(&state, &caller, &id).await?;
-    let b: TestTicketBody = if body.is_empty() { TestTicketBody::default() } else { parse_json(&body)? };
+    let b: TestTicketBody = if body.is_empty() {
+        TestTicketBody::default()
+    } else {
+        parse_json(&body)?
+    };
     let i = own_integration(&state, &id).await?;
-    let company = i.parent_company_identifier.clone().ok_or_else(|| ApiError::field("parent_company_identifier", "needed for a test ticket"))?;
-    let psa = state.sync.connectors.connector(&i).map_err(|e| ApiError::upstream(&e))?;
+    let company = i
+        .parent_company_identifier
+        .clone()
+        .ok_or_else(|| ApiError::field("parent_company_identifier", "needed for a test ticket"))?;
+    let psa = state
+        .sync
+        .connectors
+        .connector(&i)
+        .map_err(|e| ApiError::upstream(&e))?;
     let board_id = match b.board_id {
         Some(b) => b,
         None => psa
@@ -314,7 +477,8 @@ async fn test_ticket(State(state): State<Arc<AppState>>, caller: Caller, Path(id
             subtype_id: None,
             item_id: None,
             external_xref: format!("casebridge-test-{}", now_millis()),
-            initial_description: "A test ticket from Casebridge's Support System settings. It closes itself.".into(),
+            initial_description:
+                "A test ticket from Casebridge's Support System settings. It closes itself.".into(),
             initial_internal_analysis: String::new(),
             severity: None,
             impact: None,
@@ -322,17 +486,30 @@ async fn test_ticket(State(state): State<Arc<AppState>>, caller: Caller, Path(id
         })
         .await
         .map_err(|e| ApiError::upstream(&e))?;
-    let statuses = psa.board_statuses(board_id).await.map_err(|e| ApiError::upstream(&e))?;
-    let closed = statuses.iter().filter(|s| s.closed_status && !s.inactive).min_by_key(|s| s.sort_order).map(|s| s.id);
+    let statuses = psa
+        .board_statuses(board_id)
+        .await
+        .map_err(|e| ApiError::upstream(&e))?;
+    let closed = statuses
+        .iter()
+        .filter(|s| s.closed_status && !s.inactive)
+        .min_by_key(|s| s.sort_order)
+        .map(|s| s.id);
     let closed_ok = match closed {
         Some(s) => psa.set_ticket_status(ticket.id, s).await.is_ok(),
         None => false,
     };
-    Ok(Json(json!({ "ticket_id": ticket.id, "board_id": board_id, "closed_again": closed_ok })))
+    Ok(Json(
+        json!({ "ticket_id": ticket.id, "board_id": board_id, "closed_again": closed_ok }),
+    ))
 }
 
 /// The account whose resource the caller may write: 409 while uniform mode governs it.
-async fn writable_mapping_account(state: &AppState, caller: &Caller, id: &str) -> Result<Account, ApiError> {
+async fn writable_mapping_account(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+) -> Result<Account, ApiError> {
     let account = admin_account(state, caller, id).await?;
     if let Some(parent) = &account.parent_id
         && state.store.integration_of(&account.id).await?.is_none()
@@ -340,19 +517,29 @@ async fn writable_mapping_account(state: &AppState, caller: &Caller, id: &str) -
         && pi.apply_to_all_subtenants
         && pi.uniform_subtenant_mappings
     {
-        let mut e = ApiError::conflict("the partner's uniform_subtenant_mappings setting is on: this sub-tenant routes with the partner's mappings");
-        e.fields.push(("uniform_subtenant_mappings".into(), "on".into()));
+        let mut e = ApiError::conflict(
+            "the partner's uniform_subtenant_mappings setting is on: this sub-tenant routes with the partner's mappings",
+        );
+        e.fields
+            .push(("uniform_subtenant_mappings".into(), "on".into()));
         return Err(e);
     }
     Ok(account)
 }
 
 /// The connector of the integration in effect for `account`, if it has an active one.
-async fn connector_for(state: &AppState, account: &Account) -> Result<Option<(Integration, Arc<dyn Psa>)>, ApiError> {
+async fn connector_for(
+    state: &AppState,
+    account: &Account,
+) -> Result<Option<(Integration, Arc<dyn Psa>)>, ApiError> {
     let (_, integration) = effective_settings(state.store.as_ref(), account).await?;
     match integration {
         Some(i) => {
-            let psa = state.sync.connectors.connector(&i).map_err(|e| ApiError::upstream(&e))?;
+            let psa = state
+                .sync
+                .connectors
+                .connector(&i)
+                .map_err(|e| ApiError::upstream(&e))?;
             Ok(Some((i, psa)))
         }
         None => Ok(None),
@@ -362,19 +549,34 @@ async fn connector_for(state: &AppState, account: &Account) -> Result<Option<(In
 async fn unassigned_rules(state: &AppState, m: Option<&BoardMappings>) -> Result<usize, ApiError> {
     let rules = state.store.rules().await?;
     Ok(match m {
-        Some(m) => rules.iter().filter(|r| m.rule_type_of(&r.id).and_then(|t| m.board_of(t)).and_then(|b| b.board_id).is_none()).count(),
+        Some(m) => rules
+            .iter()
+            .filter(|r| {
+                m.rule_type_of(&r.id)
+                    .and_then(|t| m.board_of(t))
+                    .and_then(|b| b.board_id)
+                    .is_none()
+            })
+            .count(),
         None => rules.len(),
     })
 }
 
 /// Board mappings in effect (`source`: own | partner) and how many rules would not be ticketed.
 #[utoipa::path(get, path = "/api/v1/accounts/{id}/board-mappings", tag = "settings", params(("id" = String, Path)), responses((status = 200, description = "board mappings")))]
-async fn get_board_mappings(State(state): State<Arc<AppState>>, caller: Caller, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+async fn get_board_mappings(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
     let account = caller.account(state.store.as_ref(), &id).await?;
     let (settings, _) = effective_settings(state.store.as_ref(), &account).await?;
     let (m, source) = match settings.board_mappings {
         Some((m, s)) => (Some(m), Some(s.as_str())),
-        None => (board_mappings(state.store.as_ref(), &id).await?, Some("own")),
+        None => (
+            board_mappings(state.store.as_ref(), &id).await?,
+            Some("own"),
+        ),
     };
     let unassigned = unassigned_rules(&state, m.as_ref()).await?;
     let mut body = serde_json::to_value(m.clone().unwrap_or_default()).unwrap_or(json!({}));
@@ -385,7 +587,12 @@ async fn get_board_mappings(State(state): State<Arc<AppState>>, caller: Caller, 
 
 /// Saves the account's own board mappings, checked against ConnectWise's boards.
 #[utoipa::path(put, path = "/api/v1/accounts/{id}/board-mappings", tag = "settings", params(("id" = String, Path)), responses((status = 200, description = "board mappings")))]
-async fn put_board_mappings(State(state): State<Arc<AppState>>, caller: Caller, Path(id): Path<String>, body: Bytes) -> Result<Json<Value>, ApiError> {
+async fn put_board_mappings(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
     let account = writable_mapping_account(&state, &caller, &id).await?;
     let mut m: BoardMappings = parse_json(&body)?;
     let errors = m.validate();
@@ -396,11 +603,19 @@ async fn put_board_mappings(State(state): State<Arc<AppState>>, caller: Caller, 
         let boards = psa.boards().await.map_err(|e| ApiError::upstream(&e))?;
         let mut errors = Vec::new();
         for (i, rt) in m.rule_types.iter_mut().enumerate() {
-            let Some(board_id) = rt.board_id else { continue };
+            let Some(board_id) = rt.board_id else {
+                continue;
+            };
             match boards.iter().find(|b| b.id == board_id) {
                 Some(b) if !b.inactive => rt.board_name = Some(b.name.clone()),
-                Some(_) => errors.push((format!("rule_types[{i}].board_id"), format!("board {board_id} is inactive in ConnectWise"))),
-                None => errors.push((format!("rule_types[{i}].board_id"), format!("ConnectWise has no board {board_id}"))),
+                Some(_) => errors.push((
+                    format!("rule_types[{i}].board_id"),
+                    format!("board {board_id} is inactive in ConnectWise"),
+                )),
+                None => errors.push((
+                    format!("rule_types[{i}].board_id"),
+                    format!("ConnectWise has no board {board_id}"),
+                )),
             }
         }
         if !errors.is_empty() {
@@ -411,37 +626,84 @@ async fn put_board_mappings(State(state): State<Arc<AppState>>, caller: Caller, 
         let mut added = false;
         for board_id in m.rule_types.iter().filter_map(|r| r.board_id) {
             if sm.for_board(board_id).is_none() {
-                let statuses = psa.board_statuses(board_id).await.map_err(|e| ApiError::upstream(&e))?;
+                let statuses = psa
+                    .board_statuses(board_id)
+                    .await
+                    .map_err(|e| ApiError::upstream(&e))?;
                 let facts: Vec<_> = statuses.iter().map(|s| s.facts()).collect();
                 sm.boards.push(propose_defaults(board_id, &facts));
                 added = true;
             }
         }
         if added {
-            state.store.put_status_mappings(&integration.account_id, &sm, &audit(&caller, &integration.account_id, "status_mappings_proposed", json!({}))).await?;
+            state
+                .store
+                .put_status_mappings(
+                    &integration.account_id,
+                    &sm,
+                    &audit(
+                        &caller,
+                        &integration.account_id,
+                        "status_mappings_proposed",
+                        json!({}),
+                    ),
+                )
+                .await?;
         }
     }
     let value = serde_json::to_value(&m).map_err(ApiError::internal)?;
-    state.store.put_mapping(&id, MappingResource::Board, Some(&value), &audit(&caller, &id, "board_mappings_saved", json!({"rule_types": m.rule_types.len(), "assignments": m.assignments.len()}))).await?;
+    state
+        .store
+        .put_mapping(
+            &id,
+            MappingResource::Board,
+            Some(&value),
+            &audit(
+                &caller,
+                &id,
+                "board_mappings_saved",
+                json!({"rule_types": m.rule_types.len(), "assignments": m.assignments.len()}),
+            ),
+        )
+        .await?;
     get_board_mappings(State(state), caller, Path(id)).await
 }
 
 /// Deletes the account's own board mappings (a sub-tenant then inherits the partner's).
 #[utoipa::path(delete, path = "/api/v1/accounts/{id}/board-mappings", tag = "settings", params(("id" = String, Path)), responses((status = 204, description = "deleted")))]
-async fn delete_board_mappings(State(state): State<Arc<AppState>>, caller: Caller, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
+async fn delete_board_mappings(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
     writable_mapping_account(&state, &caller, &id).await?;
-    state.store.put_mapping(&id, MappingResource::Board, None, &audit(&caller, &id, "board_mappings_deleted", json!({}))).await?;
+    state
+        .store
+        .put_mapping(
+            &id,
+            MappingResource::Board,
+            None,
+            &audit(&caller, &id, "board_mappings_deleted", json!({})),
+        )
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 /// Criticality mappings in effect (`source`: own | partner).
 #[utoipa::path(get, path = "/api/v1/accounts/{id}/criticality-mappings", tag = "settings", params(("id" = String, Path)), responses((status = 200, description = "criticality mappings")))]
-async fn get_criticality_mappings(State(state): State<Arc<AppState>>, caller: Caller, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+async fn get_criticality_mappings(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
     let account = caller.account(state.store.as_ref(), &id).await?;
     let (settings, _) = effective_settings(state.store.as_ref(), &account).await?;
     let (m, source) = match settings.criticality_mappings {
         Some((m, s)) => (Some(m), Some(s.as_str())),
-        None => (criticality_mappings(state.store.as_ref(), &id).await?, Some("own")),
+        None => (
+            criticality_mappings(state.store.as_ref(), &id).await?,
+            Some("own"),
+        ),
     };
     let mut body = serde_json::to_value(m.clone().unwrap_or_default()).unwrap_or(json!({}));
     body["source"] = json!(if m.is_some() { source } else { None });
@@ -450,7 +712,12 @@ async fn get_criticality_mappings(State(state): State<Arc<AppState>>, caller: Ca
 
 /// Saves the account's own criticality mappings, checked against ConnectWise's priorities.
 #[utoipa::path(put, path = "/api/v1/accounts/{id}/criticality-mappings", tag = "settings", params(("id" = String, Path)), responses((status = 200, description = "criticality mappings")))]
-async fn put_criticality_mappings(State(state): State<Arc<AppState>>, caller: Caller, Path(id): Path<String>, body: Bytes) -> Result<Json<Value>, ApiError> {
+async fn put_criticality_mappings(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
     let account = writable_mapping_account(&state, &caller, &id).await?;
     let m: CriticalityMappings = parse_json(&body)?;
     if let Some((_, psa)) = connector_for(&state, &account).await? {
@@ -459,28 +726,57 @@ async fn put_criticality_mappings(State(state): State<Arc<AppState>>, caller: Ca
             .iter()
             .filter_map(|c| m.priority_for(*c).map(|p| (c, p)))
             .filter(|(_, p)| !priorities.iter().any(|x| x.id == *p))
-            .map(|(c, p)| (c.as_str().to_string(), format!("ConnectWise has no priority {p}")))
+            .map(|(c, p)| {
+                (
+                    c.as_str().to_string(),
+                    format!("ConnectWise has no priority {p}"),
+                )
+            })
             .collect();
         if !errors.is_empty() {
             return Err(ApiError::fields(errors));
         }
     }
     let value = serde_json::to_value(&m).map_err(ApiError::internal)?;
-    state.store.put_mapping(&id, MappingResource::Criticality, Some(&value), &audit(&caller, &id, "criticality_mappings_saved", value.clone())).await?;
+    state
+        .store
+        .put_mapping(
+            &id,
+            MappingResource::Criticality,
+            Some(&value),
+            &audit(&caller, &id, "criticality_mappings_saved", value.clone()),
+        )
+        .await?;
     get_criticality_mappings(State(state), caller, Path(id)).await
 }
 
 /// Deletes the account's own criticality mappings.
 #[utoipa::path(delete, path = "/api/v1/accounts/{id}/criticality-mappings", tag = "settings", params(("id" = String, Path)), responses((status = 204, description = "deleted")))]
-async fn delete_criticality_mappings(State(state): State<Arc<AppState>>, caller: Caller, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
+async fn delete_criticality_mappings(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
     writable_mapping_account(&state, &caller, &id).await?;
-    state.store.put_mapping(&id, MappingResource::Criticality, None, &audit(&caller, &id, "criticality_mappings_deleted", json!({}))).await?;
+    state
+        .store
+        .put_mapping(
+            &id,
+            MappingResource::Criticality,
+            None,
+            &audit(&caller, &id, "criticality_mappings_deleted", json!({})),
+        )
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 /// Company ID mappings of a partner: sub-tenant → ConnectWise company identifier.
 #[utoipa::path(get, path = "/api/v1/accounts/{id}/company-mappings", tag = "settings", params(("id" = String, Path)), responses((status = 200, description = "company mappings")))]
-async fn get_company_mappings(State(state): State<Arc<AppState>>, caller: Caller, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+async fn get_company_mappings(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
     caller.account(state.store.as_ref(), &id).await?;
     let items: Vec<Value> = state
         .store
@@ -507,28 +803,60 @@ struct CompanyMappingItem {
 
 /// Replaces the company mappings; each identifier must exist in ConnectWise and not be deleted.
 #[utoipa::path(put, path = "/api/v1/accounts/{id}/company-mappings", tag = "settings", params(("id" = String, Path)), responses((status = 200, description = "company mappings")))]
-async fn put_company_mappings(State(state): State<Arc<AppState>>, caller: Caller, Path(id): Path<String>, body: Bytes) -> Result<Json<Value>, ApiError> {
+async fn put_company_mappings(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
     let account = admin_account(&state, &caller, &id).await?;
     let b: CompanyMappingsBody = parse_json(&body)?;
-    let subs: Vec<String> = state.store.subtenants(&id).await?.into_iter().map(|a| a.id).collect();
+    let subs: Vec<String> = state
+        .store
+        .subtenants(&id)
+        .await?
+        .into_iter()
+        .map(|a| a.id)
+        .collect();
     let mut errors = Vec::new();
     let psa = connector_for(&state, &account).await?;
     let mut seen = std::collections::HashSet::new();
     for (i, item) in b.items.iter().enumerate() {
         if !subs.contains(&item.account_id) && item.account_id != id {
-            errors.push((format!("items[{i}].account_id"), format!("{} is not a sub-tenant of this partner", item.account_id)));
+            errors.push((
+                format!("items[{i}].account_id"),
+                format!("{} is not a sub-tenant of this partner", item.account_id),
+            ));
         } else if !seen.insert(item.account_id.as_str()) {
-            errors.push((format!("items[{i}].account_id"), format!("{} is listed twice: one company per sub-tenant", item.account_id)));
+            errors.push((
+                format!("items[{i}].account_id"),
+                format!(
+                    "{} is listed twice: one company per sub-tenant",
+                    item.account_id
+                ),
+            ));
         }
         if item.company_identifier.trim().is_empty() {
-            errors.push((format!("items[{i}].company_identifier"), "must not be empty".into()));
+            errors.push((
+                format!("items[{i}].company_identifier"),
+                "must not be empty".into(),
+            ));
             continue;
         }
         if let Some((_, psa)) = &psa {
             match psa.company_by_identifier(&item.company_identifier).await {
                 Ok(Some(c)) if !c.deleted => {}
-                Ok(Some(_)) => errors.push((format!("items[{i}].company_identifier"), format!("company {} is deleted in ConnectWise", item.company_identifier))),
-                Ok(None) => errors.push((format!("items[{i}].company_identifier"), format!("ConnectWise has no company {}", item.company_identifier))),
+                Ok(Some(_)) => errors.push((
+                    format!("items[{i}].company_identifier"),
+                    format!(
+                        "company {} is deleted in ConnectWise",
+                        item.company_identifier
+                    ),
+                )),
+                Ok(None) => errors.push((
+                    format!("items[{i}].company_identifier"),
+                    format!("ConnectWise has no company {}", item.company_identifier),
+                )),
                 Err(e) => return Err(ApiError::upstream(&e)),
             }
         }
@@ -536,14 +864,34 @@ async fn put_company_mappings(State(state): State<Arc<AppState>>, caller: Caller
     if !errors.is_empty() {
         return Err(ApiError::fields(errors));
     }
-    let items: Vec<(String, String)> = b.items.into_iter().map(|i| (i.account_id, i.company_identifier)).collect();
-    state.store.put_company_mappings(&id, &items, &audit(&caller, &id, "company_mappings_saved", json!({"count": items.len()}))).await?;
+    let items: Vec<(String, String)> = b
+        .items
+        .into_iter()
+        .map(|i| (i.account_id, i.company_identifier))
+        .collect();
+    state
+        .store
+        .put_company_mappings(
+            &id,
+            &items,
+            &audit(
+                &caller,
+                &id,
+                "company_mappings_saved",
+                json!({"count": items.len()}),
+            ),
+        )
+        .await?;
     get_company_mappings(State(state), caller, Path(id)).await
 }
 
 /// Status mappings per board (`confirmed: false` marks proposed defaults).
 #[utoipa::path(get, path = "/api/v1/accounts/{id}/status-mappings", tag = "settings", params(("id" = String, Path)), responses((status = 200, description = "status mappings")))]
-async fn get_status_mappings(State(state): State<Arc<AppState>>, caller: Caller, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+async fn get_status_mappings(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
     caller.account(state.store.as_ref(), &id).await?;
     let m = state.store.status_mappings(&id).await?;
     Ok(Json(serde_json::to_value(&m).map_err(ApiError::internal)?))
@@ -551,7 +899,12 @@ async fn get_status_mappings(State(state): State<Arc<AppState>>, caller: Caller,
 
 /// Saves (and so confirms) the status mappings; every status must belong to its board.
 #[utoipa::path(put, path = "/api/v1/accounts/{id}/status-mappings", tag = "settings", params(("id" = String, Path)), responses((status = 200, description = "status mappings")))]
-async fn put_status_mappings(State(state): State<Arc<AppState>>, caller: Caller, Path(id): Path<String>, body: Bytes) -> Result<Json<Value>, ApiError> {
+async fn put_status_mappings(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
     let account = admin_account(&state, &caller, &id).await?;
     let mut m: StatusMappings = parse_json(&body)?;
     if let Some((_, psa)) = connector_for(&state, &account).await? {
@@ -560,19 +913,31 @@ async fn put_status_mappings(State(state): State<Arc<AppState>>, caller: Caller,
         let mut seen = std::collections::HashSet::new();
         for (i, b) in m.boards.iter().enumerate() {
             if !boards.iter().any(|x| x.id == b.board_id) {
-                errors.push((format!("boards[{i}].board_id"), format!("ConnectWise has no board {}", b.board_id)));
+                errors.push((
+                    format!("boards[{i}].board_id"),
+                    format!("ConnectWise has no board {}", b.board_id),
+                ));
                 continue;
             }
             if !seen.insert(b.board_id) {
-                errors.push((format!("boards[{i}].board_id"), format!("board {} is listed twice", b.board_id)));
+                errors.push((
+                    format!("boards[{i}].board_id"),
+                    format!("board {} is listed twice", b.board_id),
+                ));
                 continue;
             }
-            let statuses = psa.board_statuses(b.board_id).await.map_err(|e| ApiError::upstream(&e))?;
+            let statuses = psa
+                .board_statuses(b.board_id)
+                .await
+                .map_err(|e| ApiError::upstream(&e))?;
             for s in casebridge_domain::CaseStatus::ALL {
                 if let Some(sid) = b.statuses.get(s)
                     && !statuses.iter().any(|x| x.id == sid)
                 {
-                    errors.push((format!("boards[{i}].statuses.{}", s.as_str()), format!("status {sid} does not belong to board {}", b.board_id)));
+                    errors.push((
+                        format!("boards[{i}].statuses.{}", s.as_str()),
+                        format!("status {sid} does not belong to board {}", b.board_id),
+                    ));
                 }
             }
         }
@@ -583,13 +948,29 @@ async fn put_status_mappings(State(state): State<Arc<AppState>>, caller: Caller,
     for b in &mut m.boards {
         b.confirmed = true;
     }
-    state.store.put_status_mappings(&id, &m, &audit(&caller, &id, "status_mappings_saved", json!({"boards": m.boards.len()}))).await?;
+    state
+        .store
+        .put_status_mappings(
+            &id,
+            &m,
+            &audit(
+                &caller,
+                &id,
+                "status_mappings_saved",
+                json!({"boards": m.boards.len()}),
+            ),
+        )
+        .await?;
     Ok(Json(serde_json::to_value(&m).map_err(ApiError::internal)?))
 }
 
 /// `{"auto_escalate_at": "critical" … "informational" | null}`
 #[utoipa::path(get, path = "/api/v1/accounts/{id}/escalation-policy", tag = "settings", params(("id" = String, Path)), responses((status = 200, description = "escalation policy")))]
-async fn get_escalation_policy(State(state): State<Arc<AppState>>, caller: Caller, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+async fn get_escalation_policy(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
     caller.account(state.store.as_ref(), &id).await?;
     let at = state.store.escalation_policy(&id).await?;
     Ok(Json(json!({ "auto_escalate_at": at.map(|c| c.as_str()) })))
@@ -603,14 +984,38 @@ struct PolicyBody {
 
 /// Sets the criticality at and above which new cases escalate by themselves (null: never).
 #[utoipa::path(put, path = "/api/v1/accounts/{id}/escalation-policy", tag = "settings", params(("id" = String, Path)), responses((status = 200, description = "escalation policy")))]
-async fn put_escalation_policy(State(state): State<Arc<AppState>>, caller: Caller, Path(id): Path<String>, body: Bytes) -> Result<Json<Value>, ApiError> {
+async fn put_escalation_policy(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
     admin_account(&state, &caller, &id).await?;
     let b: PolicyBody = parse_json(&body)?;
     let at = b
         .auto_escalate_at
         .as_deref()
-        .map(|s| Criticality::parse(s).ok_or_else(|| ApiError::field("auto_escalate_at", "one of critical, high, medium, low, informational, or null")))
+        .map(|s| {
+            Criticality::parse(s).ok_or_else(|| {
+                ApiError::field(
+                    "auto_escalate_at",
+                    "one of critical, high, medium, low, informational, or null",
+                )
+            })
+        })
         .transpose()?;
-    state.store.put_escalation_policy(&id, at, &audit(&caller, &id, "escalation_policy_saved", json!({"auto_escalate_at": at.map(|c| c.as_str())}))).await?;
+    state
+        .store
+        .put_escalation_policy(
+            &id,
+            at,
+            &audit(
+                &caller,
+                &id,
+                "escalation_policy_saved",
+                json!({"auto_escalate_at": at.map(|c| c.as_str())}),
+            ),
+        )
+        .await?;
     Ok(Json(json!({ "auto_escalate_at": at.map(|c| c.as_str()) })))
 }

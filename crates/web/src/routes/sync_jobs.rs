@@ -19,7 +19,9 @@ use crate::error::ApiError;
 use crate::views;
 
 pub fn routes() -> OpenApiRouter<Arc<AppState>> {
-    OpenApiRouter::new().routes(routes!(list_jobs)).routes(routes!(retry_job))
+    OpenApiRouter::new()
+        .routes(routes!(list_jobs))
+        .routes(routes!(retry_job))
 }
 
 async fn job_json(state: &AppState, j: &Job) -> Result<Value, ApiError> {
@@ -37,11 +39,18 @@ async fn job_json(state: &AppState, j: &Job) -> Result<Value, ApiError> {
 /// Outbox jobs, newest first; `?state=pending|running|done|dead`.
 #[utoipa::path(get, path = "/api/v1/sync/jobs", tag = "sync", params(("state" = Option<String>, Query), ("limit" = Option<i64>, Query)),
     responses((status = 200, description = "{items, next}")))]
-async fn list_jobs(State(state): State<Arc<AppState>>, caller: Caller, Query(q): Query<HashMap<String, String>>) -> Result<Json<Value>, ApiError> {
+async fn list_jobs(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Json<Value>, ApiError> {
     let limit = limit_of(&q)?;
     let st = q
         .get("state")
-        .map(|s| JobState::parse(s).ok_or_else(|| ApiError::field("state", "one of pending, running, done, dead")))
+        .map(|s| {
+            JobState::parse(s)
+                .ok_or_else(|| ApiError::field("state", "one of pending, running, done, dead"))
+        })
         .transpose()?;
     let jobs = state.store.jobs(st, &caller.visible, limit).await?;
     let mut items = Vec::with_capacity(jobs.len());
@@ -54,9 +63,17 @@ async fn list_jobs(State(state): State<Arc<AppState>>, caller: Caller, Query(q):
 /// Queues a dead job again.
 #[utoipa::path(post, path = "/api/v1/sync/jobs/{id}/retry", tag = "sync", params(("id" = String, Path)),
     responses((status = 200, description = "the job"), (status = 409, description = "the job is not dead")))]
-async fn retry_job(State(state): State<Arc<AppState>>, caller: Caller, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+async fn retry_job(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
     caller.require(Role::Analyst)?;
-    let job = state.store.job(&id).await?.ok_or_else(|| ApiError::not_found(format!("job {id}")))?;
+    let job = state
+        .store
+        .job(&id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("job {id}")))?;
     if !caller.visible.contains(&job.account_id) {
         return Err(ApiError::not_found(format!("job {id}")));
     }
