@@ -1,6 +1,9 @@
 //! Inbound sync end to end against cw-sim: callbacks through a tiny hook receiver that calls
 //! `accept_callback`, the processor, the reconciler, and a technician acting through
-//! ConnectWise's REST API.
+//! ConnectWise's REST API. Every test runs on SQLite and — when `CASEBRIDGE_TEST_DATABASE_URL`
+//! is set — on a fresh PostgreSQL database of its own.
+
+mod support;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -27,6 +30,7 @@ use casebridge_sync::{
     ConnectWiseFactory, SecretBox, SyncConfig, SyncContext, changes, escalation, outbox,
 };
 use serde_json::{Value, json};
+use support::{Backend, PG_ENV, TestDb};
 
 const TIMEOUT: Duration = Duration::from_secs(15);
 
@@ -45,6 +49,46 @@ macro_rules! process_until {
         }
     }};
 }
+
+macro_rules! both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let env = super::setup(super::Backend::Sqlite).await.expect("sqlite env");
+                    super::$name(&env).await;
+                    env.teardown().await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let Some(env) = super::setup(super::Backend::Postgres).await else { return };
+                    super::$name(&env).await;
+                    env.teardown().await;
+                }
+            )*
+        }
+    };
+}
+
+both_backends!(
+    technician_changes_arrive_through_callbacks,
+    our_own_writes_are_not_applied_back,
+    a_change_older_than_our_last_write_is_not_applied,
+    forged_and_odd_callbacks_change_nothing,
+    events_for_one_ticket_are_coalesced,
+    a_deleted_ticket_unlinks_and_escalating_creates_a_new_one,
+    a_merged_ticket_is_noticed_by_the_sweep,
+    reconciliation_repairs_lossy_callbacks,
+    notes_that_do_not_move_last_updated_are_found_by_the_sweep,
+    a_disabled_callback_registration_is_repaired,
+    the_run_loops_sync_and_stop_when_told,
+    a_failing_connectwise_is_visible_on_the_case_and_caught_up_later,
+);
 
 /// Bodies and signatures the hook receiver got, in order.
 type Received = Arc<Mutex<Vec<(Vec<u8>, String)>>>;
@@ -92,15 +136,7 @@ struct Env {
     hook_base: String,
     hook_hits: Arc<AtomicUsize>,
     received: Received,
-    db: std::path::PathBuf,
-}
-
-impl Drop for Env {
-    fn drop(&mut self) {
-        for suffix in ["", "-wal", "-shm"] {
-            let _ = std::fs::remove_file(format!("{}{suffix}", self.db.display()));
-        }
-    }
+    db: Option<TestDb>,
 }
 
 fn audit(account_id: &str) -> AuditEntry {
@@ -131,7 +167,12 @@ fn config() -> SyncConfig {
     }
 }
 
-async fn setup() -> Env {
+/// A fresh environment, or `None` when PostgreSQL was asked for and the variable is unset.
+async fn setup(backend: Backend) -> Option<Env> {
+    let Some((db, url)) = TestDb::create(backend).await else {
+        eprintln!("note: {PG_ENV} is unset; the PostgreSQL inbound tests are skipped");
+        return None;
+    };
     let sim = cw_sim::start(cw_sim::SimOptions {
         bind: SocketAddr::from(([127, 0, 0, 1], 0)),
         seed: cw_sim::Seed::Demo,
@@ -141,10 +182,9 @@ async fn setup() -> Env {
     .await
     .expect("cw-sim starts");
     let keys = sim.demo_keys().cloned().expect("demo keys");
-    let db = std::env::temp_dir().join(format!("cb-sync-inbound-{}.db", new_id("t")));
-    let store = casebridge_store::open(&format!("sqlite://{}", db.display()), true)
+    let store = casebridge_store::open(&url, true)
         .await
-        .expect("store");
+        .unwrap_or_else(|e| panic!("opening the {backend:?} store: {e}"));
     let secrets = SecretBox::new("k1", [7; 32]);
     let sealed = secrets.seal(&keys.api_member.private_key);
     let ctx = SyncContext::new(
@@ -285,7 +325,7 @@ async fn setup() -> Env {
     assert_eq!(integration.sync_mode, "callbacks");
     assert!(integration.callback_id.is_some());
 
-    Env {
+    Some(Env {
         sim,
         ctx,
         store,
@@ -297,11 +337,17 @@ async fn setup() -> Env {
         hook_base,
         hook_hits: hits,
         received,
-        db,
-    }
+        db: Some(db),
+    })
 }
 
 impl Env {
+    async fn teardown(mut self) {
+        if let Some(db) = self.db.take() {
+            db.drop_db().await;
+        }
+    }
+
     fn api_url(&self, path: &str) -> String {
         format!("{}/v4_6_release/apis/3.0/{path}", self.sim.url())
     }
@@ -489,9 +535,7 @@ impl Env {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn technician_changes_arrive_through_callbacks() {
-    let env = setup().await;
+async fn technician_changes_arrive_through_callbacks(env: &Env) {
     let (case, ticket) = env.ticketed_case("host-1").await;
     assert_eq!(case.status, CaseStatus::Escalated);
     let activity_before = env.store.activity(&case.id).await.unwrap().len();
@@ -616,9 +660,7 @@ async fn technician_changes_arrive_through_callbacks() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn our_own_writes_are_not_applied_back() {
-    let env = setup().await;
+async fn our_own_writes_are_not_applied_back(env: &Env) {
     let (case, ticket) = env.ticketed_case("host-echo").await;
     let deliveries = env.deliveries().await;
 
@@ -714,9 +756,7 @@ async fn our_own_writes_are_not_applied_back() {
     assert_eq!(t["status"]["id"], 102);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_change_older_than_our_last_write_is_not_applied() {
-    let env = setup().await;
+async fn a_change_older_than_our_last_write_is_not_applied(env: &Env) {
     let (case, ticket) = env.ticketed_case("host-order").await;
     let mut state = env.store.ticket_sync(&case.id).await.unwrap().unwrap();
     state.last_write_cw_at = Some("2999-01-01T00:00:00Z".into());
@@ -769,13 +809,11 @@ fn envelope(key_url: &str, message_id: &str, kind: &str, id: Value, entity: Valu
     .unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn forged_and_odd_callbacks_change_nothing() {
-    let env = setup().await;
+async fn forged_and_odd_callbacks_change_nothing(env: &Env) {
     let (case, ticket) = env.ticketed_case("host-forged").await;
     env.wait_deliveries(1).await; // the ticket's "added" callback went through the hook
     Processor::new(env.ctx.clone()).run_once().await.unwrap();
-    let (key_url, key) = signing_key(&env).await;
+    let (key_url, key) = signing_key(env).await;
     let ctx = &env.ctx;
     let id = env.integration.id.as_str();
     let entity = |record_type: &str| {
@@ -1010,9 +1048,7 @@ async fn forged_and_odd_callbacks_change_nothing() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn events_for_one_ticket_are_coalesced() {
-    let env = setup().await;
+async fn events_for_one_ticket_are_coalesced(env: &Env) {
     let (case, ticket) = env.ticketed_case("host-coalesce").await;
     env.wait_deliveries(1).await;
     env.set_faults(json!({"callbacks": {"drop_rate": 1.0}}))
@@ -1045,9 +1081,7 @@ async fn events_for_one_ticket_are_coalesced() {
     assert_eq!(env.case(&case.id).await.status, CaseStatus::Escalated);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_deleted_ticket_unlinks_and_escalating_creates_a_new_one() {
-    let env = setup().await;
+async fn a_deleted_ticket_unlinks_and_escalating_creates_a_new_one(env: &Env) {
     let (case, ticket) = env.ticketed_case("host-deleted").await;
     let (s, _) = env
         .cw(
@@ -1097,9 +1131,7 @@ async fn a_deleted_ticket_unlinks_and_escalating_creates_a_new_one() {
     assert_ne!(link.id, ticket);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_merged_ticket_is_noticed_by_the_sweep() {
-    let env = setup().await;
+async fn a_merged_ticket_is_noticed_by_the_sweep(env: &Env) {
     let (case, ticket) = env.ticketed_case("host-merged").await;
     env.set_faults(json!({"callbacks": {"drop_rate": 1.0}}))
         .await;
@@ -1146,9 +1178,7 @@ async fn a_merged_ticket_is_noticed_by_the_sweep() {
     }));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn reconciliation_repairs_lossy_callbacks() {
-    let env = setup().await;
+async fn reconciliation_repairs_lossy_callbacks(env: &Env) {
     let (a, ticket_a) = env.ticketed_case("host-a").await;
     let (b, ticket_b) = env.ticketed_case("host-b").await;
     let (c, ticket_c) = env.ticketed_case("host-c").await;
@@ -1318,9 +1348,7 @@ async fn reconciliation_repairs_lossy_callbacks() {
     assert_eq!(env.store.activity(&a.id).await.unwrap().len(), log_a);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn notes_that_do_not_move_last_updated_are_found_by_the_sweep() {
-    let env = setup().await;
+async fn notes_that_do_not_move_last_updated_are_found_by_the_sweep(env: &Env) {
     let (case, ticket) = env.ticketed_case("host-sweep").await;
     let reconciler = Reconciler::new(env.ctx.clone());
     reconciler.run_once().await.unwrap();
@@ -1349,9 +1377,7 @@ async fn notes_that_do_not_move_last_updated_are_found_by_the_sweep() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_disabled_callback_registration_is_repaired() {
-    let env = setup().await;
+async fn a_disabled_callback_registration_is_repaired(env: &Env) {
     let cb_id = env.integration.callback_id.unwrap();
     let (s, v) = env
         .cw(
@@ -1405,9 +1431,7 @@ async fn a_disabled_callback_registration_is_repaired() {
     assert_eq!((i.sync_mode.as_str(), i.callback_id), ("polling", None));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_run_loops_sync_and_stop_when_told() {
-    let env = setup().await;
+async fn the_run_loops_sync_and_stop_when_told(env: &Env) {
     let (case, ticket) = env.ticketed_case("host-loops").await;
     let (stop, rx) = tokio::sync::watch::channel(false);
     let processor = tokio::spawn(Processor::new(env.ctx.clone()).run(rx.clone()));
@@ -1455,9 +1479,7 @@ async fn the_run_loops_sync_and_stop_when_told() {
         .unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_failing_connectwise_is_visible_on_the_case_and_caught_up_later() {
-    let env = setup().await;
+async fn a_failing_connectwise_is_visible_on_the_case_and_caught_up_later(env: &Env) {
     let (case, ticket) = env.ticketed_case("host-failing").await;
     env.wait_deliveries(1).await;
     Processor::new(env.ctx.clone()).run_once().await.unwrap();

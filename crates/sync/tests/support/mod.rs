@@ -1,4 +1,4 @@
-//! Harness of the outbox tests: a fresh store (SQLite, and PostgreSQL when
+//! Harness of the outbox tests (inbound.rs uses its `TestDb`): a fresh store (SQLite, and PostgreSQL when
 //! `CASEBRIDGE_TEST_DATABASE_URL` is set), an in-process cw-sim with the demo seed, a partner with
 //! sub-tenants wired to it, and a connector factory that records what is sent and can "kill" the
 //! process right after ConnectWise applied a write.
@@ -44,17 +44,18 @@ pub enum Backend {
     Postgres,
 }
 
-enum TestDb {
+/// A test database of its own: a SQLite file, or a fresh `cb_sync_<random>` PostgreSQL database.
+pub enum TestDb {
     Sqlite(std::path::PathBuf),
     Postgres { admin_url: String, name: String },
 }
 
 impl TestDb {
     /// `None` only for PostgreSQL when the variable is unset.
-    async fn create(backend: Backend) -> Option<(TestDb, String)> {
+    pub async fn create(backend: Backend) -> Option<(TestDb, String)> {
         match backend {
             Backend::Sqlite => {
-                let path = std::env::temp_dir().join(format!("cb-sync-outbox-{}.db", new_id("t")));
+                let path = std::env::temp_dir().join(format!("cb-sync-test-{}.db", new_id("t")));
                 let url = format!("sqlite://{}", path.display());
                 Some((TestDb::Sqlite(path), url))
             }
@@ -80,7 +81,7 @@ impl TestDb {
         }
     }
 
-    async fn drop_db(self) {
+    pub async fn drop_db(self) {
         match self {
             TestDb::Sqlite(path) => {
                 for suffix in ["", "-wal", "-shm"] {
