@@ -1458,16 +1458,23 @@ async fn the_run_loops_sync_and_stop_when_told(env: &Env) {
         );
         tokio::time::sleep(Duration::from_millis(15)).await;
     }
-    let i = env
-        .store
-        .integration(&env.integration.id)
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(
-        i.watermark.is_some(),
-        "the reconciler loop set the watermark"
-    );
+    // the watermark is written at the end of the pass that imported the note: wait for it
+    loop {
+        let i = env
+            .store
+            .integration(&env.integration.id)
+            .await
+            .unwrap()
+            .unwrap();
+        if i.watermark.is_some() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the reconciler loop set the watermark"
+        );
+        tokio::time::sleep(Duration::from_millis(15)).await;
+    }
     stop.send(true).unwrap();
     tokio::time::timeout(Duration::from_secs(5), processor)
         .await
