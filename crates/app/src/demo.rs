@@ -137,7 +137,12 @@ pub async fn run(s: Settings, port: u16, sim_port: u16) -> anyhow::Result<()> {
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok());
 
-    // 1. the embedded ConnectWise simulator (its state lives in the data dir)
+    // 1. the API listener first: a taken port fails before any state is written
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .with_context(|| format!("binding port {port}"))?;
+
+    // 2. the embedded ConnectWise simulator (its state lives in the data dir)
     let sim = cw_sim::start(cw_sim::SimOptions {
         bind: format!("127.0.0.1:{sim_port}").parse()?,
         seed: cw_sim::Seed::Demo,
@@ -155,10 +160,6 @@ pub async fn run(s: Settings, port: u16, sim_port: u16) -> anyhow::Result<()> {
         (None, None) => anyhow::bail!("the simulator state in {} has no demo.json beside it; delete the data dir to start over", dir.display()),
     };
 
-    // 2. the API listener (bound first so the public URL is known)
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
-        .await
-        .with_context(|| format!("binding port {port}"))?;
     let url = format!("http://{}", listener.local_addr()?);
     let mut s = s;
     s.public_url = Some(url.clone());

@@ -1,4 +1,4 @@
-//! `casebridge`: one binary, several jobs — `serve` (API + UI + workers, or one role of them),
+//! `casebridge`: one binary, several jobs — `serve` (API + workers, or one role of them),
 //! `demo` (everything in one process against an embedded ConnectWise simulator), `migrate`,
 //! `ingest FILE`, `account create`, `token create`. See `config.rs` for every setting and its env variable.
 
