@@ -6,6 +6,19 @@
 //! - `uniform`: a partner whose 10,000 sub-tenants each hold their own board and criticality
 //!   mappings switches uniform mode on (find the copies, delete them and audit, one
 //!   transaction) — on SQLite in a temp file, or on PostgreSQL with `--database-url`.
+//! - `ingest`: alerts/s of one 10,000-line NDJSON batch of the shipped alerts (then repeats/s).
+//! - `escalation`: escalations/s and escalate → ticket linked latency against an in-process
+//!   cw-sim with two outbox workers, next to cw-sim's raw ticket-create rate.
+//! - `callbacks`: signed ConnectWise callbacks/s and acknowledgement time through the web
+//!   router, then technician change → case latency.
+//!
+//! `ingest`, `escalation` and `callbacks` take `--database-url postgres://…/postgres` (a base
+//! URL: a fresh `cb_bench_<random>` database is created on that server and dropped afterwards).
+
+mod callbacks;
+mod env;
+mod escalation;
+mod ingest;
 
 use std::hint::black_box;
 use std::sync::Arc;
@@ -52,6 +65,36 @@ enum Command {
         #[arg(long)]
         database_url: Option<String>,
     },
+    /// Alerts/s of `ingest_body` for one NDJSON batch of the shipped alerts (then repeats/s).
+    Ingest {
+        #[arg(long, default_value_t = 10_000)]
+        lines: usize,
+        /// A PostgreSQL base URL; a fresh `cb_bench_<random>` database is created on it
+        /// (default: SQLite in a temp file).
+        #[arg(long)]
+        database_url: Option<String>,
+    },
+    /// Escalations/s end to end against an in-process cw-sim with two outbox workers.
+    Escalation {
+        #[arg(long, default_value_t = 500)]
+        cases: usize,
+        /// Concurrent `escalate` callers (1: one bulk loop over all cases).
+        #[arg(long, default_value_t = 1)]
+        callers: usize,
+        /// A PostgreSQL base URL; a fresh `cb_bench_<random>` database is created on it
+        /// (default: SQLite in a temp file).
+        #[arg(long)]
+        database_url: Option<String>,
+    },
+    /// Signed callbacks/s through the web router, then technician → case latency.
+    Callbacks {
+        #[arg(long, default_value_t = 3)]
+        secs: u64,
+        /// A PostgreSQL base URL; a fresh `cb_bench_<random>` database is created on it
+        /// (default: SQLite in a temp file).
+        #[arg(long)]
+        database_url: Option<String>,
+    },
 }
 
 #[tokio::main]
@@ -65,6 +108,16 @@ async fn main() -> Result<()> {
             subtenants,
             database_url,
         } => uniform(subtenants, database_url).await,
+        Command::Ingest {
+            lines,
+            database_url,
+        } => ingest::run(lines, database_url).await,
+        Command::Escalation {
+            cases,
+            callers,
+            database_url,
+        } => escalation::run(cases, callers, database_url).await,
+        Command::Callbacks { secs, database_url } => callbacks::run(secs, database_url).await,
     }
 }
 
