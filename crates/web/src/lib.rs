@@ -102,6 +102,27 @@ pub fn router(state: Arc<AppState>) -> Router {
                 )
             },
         )
+        .layer(axum::middleware::map_response(
+            move |res: axum::response::Response| async move { problem_for_plain_413(res, limit) },
+        ))
         .layer(axum::extract::DefaultBodyLimit::max(limit))
         .with_state(state)
+}
+
+/// axum's body limit answers 413 in plain text; every error of ours is problem+json.
+fn problem_for_plain_413(res: axum::response::Response, limit: usize) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let is_problem = res
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/problem+json"));
+    if res.status() != axum::http::StatusCode::PAYLOAD_TOO_LARGE || is_problem {
+        return res;
+    }
+    error::ApiError::new(
+        axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+        "Body too large",
+        format!("the body is over the limit of {limit} bytes"),
+    )
+    .into_response()
 }
