@@ -220,6 +220,9 @@ pub trait Store: Send + Sync + 'static {
     // inbound sync
     /// Stores a callback event; false when its MessageId was seen before.
     async fn insert_inbox(&self, event: &InboxEvent) -> Result<bool>;
+    /// Stores several callback events in one transaction (group commit); for each, false when
+    /// its MessageId was seen before.
+    async fn insert_inbox_batch(&self, events: &[InboxEvent]) -> Result<Vec<bool>>;
     /// Pending inbox events, oldest first, marked as taken.
     async fn take_inbox(&self, limit: i64) -> Result<Vec<InboxEvent>>;
     async fn ticket_sync(&self, case_id: &str) -> Result<Option<TicketSyncState>>;

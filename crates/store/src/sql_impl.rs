@@ -1412,6 +1412,27 @@ impl Store for ThisStore {
         Ok(n == 1)
     }
 
+    async fn insert_inbox_batch(&self, events: &[InboxEvent]) -> crate::Result<Vec<bool>> {
+        let mut tx = self.begin_write().await?;
+        let mut out = Vec::with_capacity(events.len());
+        for e in events {
+            let n = sqlx::query(
+                "INSERT INTO inbox (message_id, integration_id, ticket_id, received_at, state) VALUES ($1, $2, $3, $4, 'pending') \
+                 ON CONFLICT (message_id) DO NOTHING",
+            )
+            .bind(&e.message_id)
+            .bind(&e.integration_id)
+            .bind(e.ticket_id)
+            .bind(e.received_at)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            out.push(n == 1);
+        }
+        tx.commit().await?;
+        Ok(out)
+    }
+
     async fn take_inbox(&self, limit: i64) -> crate::Result<Vec<InboxEvent>> {
         let mut tx = self.begin_write().await?;
         let sql = format!(

@@ -75,7 +75,29 @@ pub struct InboundShared {
     /// When each key URL was last (re)fetched because a signature failed.
     refreshed: Mutex<HashMap<String, Instant>>,
     case_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// The group-commit writer of inbox events (started on first use).
+    inbox_writer: OnceLock<tokio::sync::mpsc::Sender<InboxWrite>>,
+    /// When `last_callback_at` was last written per integration (written at most once a second).
+    last_touch: Mutex<HashMap<String, i64>>,
+    /// Integrations and linked tickets recently read, so a burst of callbacks does not read the
+    /// same rows again for each one. Entries live [`LOOKUP_TTL`]: a change (deactivation, a
+    /// ticket unlinked) reaches the callback path within that time, and the processor re-checks
+    /// everything it takes from the inbox anyway.
+    integrations: Mutex<HashMap<String, (Instant, Integration)>>,
+    linked: Mutex<HashMap<(String, i64), Instant>>,
 }
+
+/// How long a cached integration or linked-ticket lookup is trusted on the callback path.
+const LOOKUP_TTL: Duration = Duration::from_secs(1);
+
+/// One event for the inbox writer, with where to send whether it was new.
+type InboxWrite = (
+    InboxEvent,
+    tokio::sync::oneshot::Sender<Result<bool, String>>,
+);
+
+/// Events one inbox transaction takes at most.
+const INBOX_GROUP_COMMIT: usize = 256;
 
 impl InboundShared {
     fn fetcher(
@@ -109,6 +131,127 @@ impl InboundShared {
         true
     }
 
+    /// Stores a callback event through the group-commit writer: callbacks arriving together
+    /// share one transaction, so a burst costs one commit, not one each. True when the event is
+    /// new, false for a repeated MessageId.
+    async fn store_event(&self, ctx: &SyncContext, event: InboxEvent) -> Result<bool, String> {
+        let writer = self.inbox_writer.get_or_init(|| {
+            let (tx, mut rx) = tokio::sync::mpsc::channel::<InboxWrite>(4 * INBOX_GROUP_COMMIT);
+            let store = ctx.store.clone();
+            tokio::spawn(async move {
+                while let Some(first) = rx.recv().await {
+                    let mut batch = vec![first];
+                    while batch.len() < INBOX_GROUP_COMMIT {
+                        match rx.try_recv() {
+                            Ok(next) => batch.push(next),
+                            Err(_) => break,
+                        }
+                    }
+                    let events: Vec<InboxEvent> = batch.iter().map(|(e, _)| e.clone()).collect();
+                    match store.insert_inbox_batch(&events).await {
+                        Ok(fresh) => {
+                            for ((_, reply), is_new) in batch.into_iter().zip(fresh) {
+                                let _ = reply.send(Ok(is_new));
+                            }
+                        }
+                        Err(e) => {
+                            let msg = e.to_string();
+                            for (_, reply) in batch {
+                                let _ = reply.send(Err(msg.clone()));
+                            }
+                        }
+                    }
+                }
+            });
+            tx
+        });
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        writer
+            .send((event, reply))
+            .await
+            .map_err(|_| "the inbox writer has stopped".to_string())?;
+        answer
+            .await
+            .map_err(|_| "the inbox writer has stopped".to_string())?
+    }
+
+    async fn integration(
+        &self,
+        ctx: &SyncContext,
+        id: &str,
+    ) -> Result<Option<Integration>, StoreError> {
+        if let Some((at, i)) = self
+            .integrations
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(id)
+            && at.elapsed() < LOOKUP_TTL
+        {
+            return Ok(Some(i.clone()));
+        }
+        let found = ctx.store.integration(id).await?;
+        let mut m = self.integrations.lock().unwrap_or_else(|e| e.into_inner());
+        match &found {
+            Some(i) => {
+                if m.len() > 1024 {
+                    m.clear();
+                }
+                m.insert(id.to_string(), (Instant::now(), i.clone()));
+            }
+            None => {
+                m.remove(id);
+            }
+        }
+        Ok(found)
+    }
+
+    /// Whether a case links `ticket_id` of this integration (a positive answer is cached).
+    async fn is_linked(
+        &self,
+        ctx: &SyncContext,
+        integration_id: &str,
+        ticket_id: i64,
+    ) -> Result<bool, StoreError> {
+        let key = (integration_id.to_string(), ticket_id);
+        if self
+            .linked
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key)
+            .is_some_and(|at| at.elapsed() < LOOKUP_TTL)
+        {
+            return Ok(true);
+        }
+        let linked = ctx
+            .store
+            .case_by_ticket(integration_id, ticket_id)
+            .await?
+            .and_then(|c| c.ticket)
+            .is_some_and(|t| t.state == TicketState::Linked);
+        let mut m = self.linked.lock().unwrap_or_else(|e| e.into_inner());
+        if linked {
+            if m.len() > 65_536 {
+                m.clear();
+            }
+            m.insert(key, Instant::now());
+        } else {
+            m.remove(&key);
+        }
+        Ok(linked)
+    }
+
+    /// Whether `last_callback_at` should be written now (at most once a second per integration).
+    fn should_touch(&self, integration_id: &str, now: i64) -> bool {
+        let mut m = self.last_touch.lock().unwrap_or_else(|e| e.into_inner());
+        match m.get(integration_id) {
+            Some(t) if now - *t < 1_000 => false,
+            _ => {
+                m.insert(integration_id.to_string(), now);
+                true
+            }
+        }
+    }
+
     fn case_lock(&self, case_id: &str) -> Arc<tokio::sync::Mutex<()>> {
         let mut m = self.case_locks.lock().unwrap_or_else(|e| e.into_inner());
         m.entry(case_id.to_string()).or_default().clone()
@@ -132,7 +275,7 @@ pub async fn accept_callback(
     signature: Option<&str>,
     body: &[u8],
 ) -> CallbackOutcome {
-    let integration = match ctx.store.integration(integration_id).await {
+    let integration = match ctx.inbound.integration(ctx, integration_id).await {
         Ok(Some(i)) => i,
         Ok(None) => return CallbackOutcome::new(404, "unknown support system"),
         Err(e) => {
@@ -286,12 +429,9 @@ async fn accept_verified(
     if !integration.active {
         return CallbackOutcome::new(202, "the support system is not active; callback ignored");
     }
-    match ctx.store.case_by_ticket(&integration.id, ticket_id).await {
-        Ok(Some(c))
-            if c.ticket
-                .as_ref()
-                .is_some_and(|t| t.state == TicketState::Linked) => {}
-        Ok(_) => {
+    match ctx.inbound.is_linked(ctx, &integration.id, ticket_id).await {
+        Ok(true) => {}
+        Ok(false) => {
             return CallbackOutcome::new(
                 202,
                 format!("ticket #{ticket_id} is not linked to a case; ignored"),
@@ -309,7 +449,7 @@ async fn accept_verified(
         ticket_id,
         received_at: now,
     };
-    match ctx.store.insert_inbox(&event).await {
+    match ctx.inbound.store_event(ctx, event).await {
         Ok(true) => {}
         Ok(false) => {
             return CallbackOutcome::new(
@@ -322,7 +462,9 @@ async fn accept_verified(
             return CallbackOutcome::new(503, "storage unavailable");
         }
     }
-    if let Err(e) = ctx.store.touch_last_callback(&integration.id, now).await {
+    if ctx.inbound.should_touch(&integration.id, now)
+        && let Err(e) = ctx.store.touch_last_callback(&integration.id, now).await
+    {
         tracing::warn!(error = %e, "callback: cannot record its time");
     }
     ctx.wake_inbox.notify_one();
