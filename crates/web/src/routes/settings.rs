@@ -562,6 +562,23 @@ async fn unassigned_rules(state: &AppState, m: Option<&BoardMappings>) -> Result
     })
 }
 
+/// Deletes an account's own copy of a mapping resource (a sub-tenant then inherits the
+/// partner's), audited; 409 while uniform mode governs the account.
+async fn delete_own_mapping(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+    resource: MappingResource,
+    action: &str,
+) -> Result<StatusCode, ApiError> {
+    writable_mapping_account(state, caller, id).await?;
+    state
+        .store
+        .put_mapping(id, resource, None, &audit(caller, id, action, json!({})))
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
 /// Board mappings in effect (`source`: own | partner) and how many rules would not be ticketed.
 #[utoipa::path(get, path = "/api/v1/accounts/{id}/board-mappings", tag = "settings", params(("id" = String, Path)), responses((status = 200, description = "board mappings")))]
 async fn get_board_mappings(
@@ -676,17 +693,14 @@ async fn delete_board_mappings(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    writable_mapping_account(&state, &caller, &id).await?;
-    state
-        .store
-        .put_mapping(
-            &id,
-            MappingResource::Board,
-            None,
-            &audit(&caller, &id, "board_mappings_deleted", json!({})),
-        )
-        .await?;
-    Ok(StatusCode::NO_CONTENT)
+    delete_own_mapping(
+        &state,
+        &caller,
+        &id,
+        MappingResource::Board,
+        "board_mappings_deleted",
+    )
+    .await
 }
 
 /// Criticality mappings in effect (`source`: own | partner).
@@ -757,17 +771,14 @@ async fn delete_criticality_mappings(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    writable_mapping_account(&state, &caller, &id).await?;
-    state
-        .store
-        .put_mapping(
-            &id,
-            MappingResource::Criticality,
-            None,
-            &audit(&caller, &id, "criticality_mappings_deleted", json!({})),
-        )
-        .await?;
-    Ok(StatusCode::NO_CONTENT)
+    delete_own_mapping(
+        &state,
+        &caller,
+        &id,
+        MappingResource::Criticality,
+        "criticality_mappings_deleted",
+    )
+    .await
 }
 
 /// Company ID mappings of a partner: sub-tenant → ConnectWise company identifier.
