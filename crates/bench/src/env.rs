@@ -17,92 +17,19 @@ use casebridge_store::{
     AlertInsert, AuditEntry, Case, Integration, MappingResource, NewCase, Rule, Store, now_millis,
 };
 use casebridge_sync::{ConnectWiseFactory, SecretBox, SyncConfig, SyncContext};
+use casebridge_testkit::ScratchDb;
 use serde_json::json;
-use sqlx::{AssertSqlSafe, Connection};
 
 pub const RULE: &str = "r-bench-endpoint";
 
-/// A fresh database; dropped (PostgreSQL) or deleted (SQLite) by [`Db::cleanup`].
-pub enum Db {
-    Sqlite(std::path::PathBuf),
-    Postgres { admin_url: String, name: String },
-}
-
-impl Db {
-    /// A fresh database and its URL: SQLite in a temp file without `base`, else a new
-    /// `cb_bench_<random>` database on `base`'s server.
-    pub async fn create(base: Option<&str>) -> Result<(Db, String)> {
-        match base {
-            None => {
-                let path = std::env::temp_dir()
-                    .join(format!("casebridge-bench-{}.db", rand::random::<u64>()));
-                let url = format!("sqlite://{}", path.display());
-                Ok((Db::Sqlite(path), url))
-            }
-            Some(admin_url) => {
-                let name = format!("cb_bench_{:016x}", rand::random::<u64>());
-                let mut admin = sqlx::PgConnection::connect(admin_url)
-                    .await
-                    .with_context(|| format!("connecting to {admin_url}"))?;
-                sqlx::raw_sql(AssertSqlSafe(format!("CREATE DATABASE {name}")))
-                    .execute(&mut admin)
-                    .await
-                    .with_context(|| format!("CREATE DATABASE {name}"))?;
-                let _ = admin.close().await;
-                let url = with_database(admin_url, &name);
-                Ok((
-                    Db::Postgres {
-                        admin_url: admin_url.to_string(),
-                        name,
-                    },
-                    url,
-                ))
-            }
-        }
+/// A fresh database of its own for one benchmark run: a SQLite temp file without
+/// `--database-url`, else a new `cb_bench_<random>` database on that server (the database the
+/// URL names is never written). Remove it with [`ScratchDb::drop_db`].
+pub async fn scratch_db(database_url: Option<&str>) -> Result<ScratchDb> {
+    match database_url {
+        None => Ok(ScratchDb::sqlite("casebridge-bench")),
+        Some(url) => ScratchDb::postgres(url, "cb_bench").await,
     }
-
-    pub async fn cleanup(self) {
-        match self {
-            Db::Sqlite(path) => {
-                for suffix in ["", "-wal", "-shm"] {
-                    let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
-                }
-            }
-            Db::Postgres { admin_url, name } => {
-                let dropped = async {
-                    let mut admin = sqlx::PgConnection::connect(&admin_url).await?;
-                    sqlx::raw_sql(AssertSqlSafe(format!(
-                        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-                    )))
-                    .execute(&mut admin)
-                    .await?;
-                    admin.close().await
-                }
-                .await;
-                if let Err(e) = dropped {
-                    eprintln!("note: could not drop {name}: {e}");
-                }
-            }
-        }
-    }
-}
-
-/// The URL with its database (path) replaced, keeping user, host, port and query.
-fn with_database(url: &str, db: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((b, q)) => (b, Some(q)),
-        None => (url, None),
-    };
-    let authority = base.find("://").map_or(0, |i| i + 3);
-    let path = base[authority..]
-        .find('/')
-        .map_or(base.len(), |i| authority + i);
-    let mut out = format!("{}/{db}", &base[..path]);
-    if let Some(q) = query {
-        out.push('?');
-        out.push_str(q);
-    }
-    out
 }
 
 pub fn audit(account_id: &str) -> AuditEntry {
@@ -121,7 +48,7 @@ pub fn secrets() -> SecretBox {
 
 /// A store, cw-sim and a partner with an active integration and all mappings.
 pub struct SyncEnv {
-    pub db: Option<Db>,
+    pub db: Option<ScratchDb>,
     pub store: Arc<dyn Store>,
     pub sim: cw_sim::SimHandle,
     pub keys: cw_sim::DemoKeys,
@@ -132,10 +59,10 @@ pub struct SyncEnv {
 
 impl SyncEnv {
     pub async fn setup(database_url: Option<&str>, config: SyncConfig) -> Result<SyncEnv> {
-        let (db, url) = Db::create(database_url).await?;
-        let store = casebridge_store::open(&url, true)
+        let db = scratch_db(database_url).await?;
+        let store = casebridge_store::open(db.url(), true)
             .await
-            .with_context(|| format!("opening {url}"))?;
+            .context("opening the scratch database")?;
         let sim = cw_sim::start(cw_sim::SimOptions {
             bind: "127.0.0.1:0".parse()?,
             seed: cw_sim::Seed::Demo,
@@ -153,31 +80,12 @@ impl SyncEnv {
             .create_account("Bench MSSP", AccountKind::Partner, None)
             .await?
             .id;
-        let now = now_millis();
-        let integration = Integration {
-            id: new_id("int"),
-            account_id: partner.clone(),
-            kind: "connectwise".into(),
-            site_url: sim.url().to_string(),
-            company_id: sim.login_company().to_string(),
-            public_key: keys.api_member.public_key.clone(),
-            private_key_enc: Some(secrets().seal(&keys.api_member.private_key)),
-            client_id: keys.api_member.client_id.clone(),
-            parent_company_identifier: Some("CBMSSP".into()),
-            apply_to_all_subtenants: true,
-            uniform_subtenant_mappings: false,
-            allow_private_hosts: true,
-            process_notifications: false,
-            active: true,
-            last_test: None,
-            tested_ok: true,
-            callback_id: None,
-            sync_mode: "polling".into(),
-            last_callback_at: None,
-            watermark: None,
-            created_at: now,
-            updated_at: now,
-        };
+        let integration = casebridge_testkit::sim_integration(
+            &sim,
+            &partner,
+            secrets().seal(&keys.api_member.private_key),
+            "CBMSSP",
+        );
         store
             .save_integration(&integration, &audit(&partner))
             .await?;
@@ -278,7 +186,7 @@ impl SyncEnv {
         let db = self.db.take();
         self.sim.shutdown().await;
         if let Some(db) = db {
-            db.cleanup().await;
+            db.drop_db().await;
         }
     }
 }

@@ -10,7 +10,7 @@ use casebridge_ingest::ParseOptions;
 use casebridge_ingest::service::{Attribution, ingest_body};
 use serde_json::Value;
 
-use crate::env::Db;
+use crate::env::scratch_db;
 use crate::per_sec;
 
 const ALERTS: &str = include_str!("../../../data/alerts/sigma-regression-alerts.jsonl");
@@ -37,10 +37,10 @@ fn batch(lines: usize) -> Result<Vec<u8>> {
 
 pub async fn run(lines: usize, database_url: Option<String>) -> Result<()> {
     let body = batch(lines)?;
-    let (db, url) = Db::create(database_url.as_deref()).await?;
-    let store = casebridge_store::open(&url, true)
+    let db = scratch_db(database_url.as_deref()).await?;
+    let store = casebridge_store::open(db.url(), true)
         .await
-        .with_context(|| format!("opening {url}"))?;
+        .context("opening the scratch database")?;
     let partner = store
         .create_account("Bench MSSP", AccountKind::Partner, None)
         .await?;
@@ -114,6 +114,6 @@ pub async fn run(lines: usize, database_url: Option<String>) -> Result<()> {
         per_sec(lines, t_second)
     );
     drop(store);
-    db.cleanup().await;
+    db.drop_db().await;
     Ok(())
 }

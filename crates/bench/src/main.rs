@@ -12,8 +12,9 @@
 //! - `callbacks`: signed ConnectWise callbacks/s and acknowledgement time through the web
 //!   router, then technician change → case latency.
 //!
-//! `ingest`, `escalation` and `callbacks` take `--database-url postgres://…/postgres` (a base
-//! URL: a fresh `cb_bench_<random>` database is created on that server and dropped afterwards).
+//! `uniform`, `ingest`, `escalation` and `callbacks` take `--database-url postgres://…/postgres`
+//! (a base URL: a fresh `cb_bench_<random>` database is created on that server and dropped
+//! afterwards; the database the URL names is never written).
 
 mod callbacks;
 mod env;
@@ -61,7 +62,8 @@ enum Command {
     Uniform {
         #[arg(long, default_value_t = 10_000)]
         subtenants: usize,
-        /// `postgres://…` of an empty database (default: SQLite in a temp file).
+        /// A PostgreSQL base URL; a fresh `cb_bench_<random>` database is created on it
+        /// (default: SQLite in a temp file).
         #[arg(long)]
         database_url: Option<String>,
     },
@@ -363,17 +365,10 @@ fn audit(account_id: &str, action: &str, detail: serde_json::Value) -> AuditEntr
 }
 
 async fn uniform(subtenants: usize, database_url: Option<String>) -> Result<()> {
-    let (url, temp) = match database_url {
-        Some(u) => (u, None),
-        None => {
-            let f =
-                std::env::temp_dir().join(format!("casebridge-bench-{}.db", rand::random::<u64>()));
-            (format!("sqlite://{}", f.display()), Some(f))
-        }
-    };
-    let store = casebridge_store::open(&url, true)
+    let db = env::scratch_db(database_url.as_deref()).await?;
+    let store = casebridge_store::open(db.url(), true)
         .await
-        .with_context(|| format!("opening {url}"))?;
+        .context("opening the scratch database")?;
     println!(
         "uniform: {} backend, {subtenants} sub-tenants each with own board + criticality mappings",
         store.backend()
@@ -530,10 +525,7 @@ async fn uniform(subtenants: usize, database_url: Option<String>) -> Result<()> 
         find + switch
     );
     println!("  whole switch incl. listing:                    {total:.1?}");
-    if let Some(f) = temp {
-        for suffix in ["", "-wal", "-shm"] {
-            let _ = std::fs::remove_file(format!("{}{suffix}", f.display()));
-        }
-    }
+    drop(store);
+    db.drop_db().await;
     Ok(())
 }

@@ -225,6 +225,10 @@ pub trait Store: Send + Sync + 'static {
     async fn insert_inbox_batch(&self, events: &[InboxEvent]) -> Result<Vec<bool>>;
     /// Pending inbox events, oldest first, marked as taken.
     async fn take_inbox(&self, limit: i64) -> Result<Vec<InboxEvent>>;
+    /// Deletes inbox events already taken that were received before `received_before` (Unix
+    /// ms); they are kept only so a redelivered MessageId is recognised. Pending events stay.
+    /// Returns how many went.
+    async fn prune_inbox(&self, received_before: i64) -> Result<u64>;
     async fn ticket_sync(&self, case_id: &str) -> Result<Option<TicketSyncState>>;
     async fn put_ticket_sync(&self, state: &TicketSyncState) -> Result<()>;
 }

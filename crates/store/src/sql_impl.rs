@@ -16,6 +16,9 @@ use crate::{Store, StoreError, parse_status};
 type DbRow = <Db as sqlx::Database>::Row;
 type Tx = sqlx::Transaction<'static, Db>;
 
+/// Inbox rows one INSERT carries (4 parameters each, well under both backends' limits).
+const INBOX_ROWS_PER_STATEMENT: usize = 500;
+
 macro_rules! case_cols {
     () => {
         "id, account_id, rule_id, title, description, criticality, status, close_reason, source_format, \
@@ -1396,72 +1399,83 @@ impl Store for ThisStore {
     }
 
     async fn insert_inbox(&self, e: &InboxEvent) -> crate::Result<bool> {
-        let mut tx = self.begin_write().await?;
-        let n = sqlx::query(
-            "INSERT INTO inbox (message_id, integration_id, ticket_id, received_at, state) VALUES ($1, $2, $3, $4, 'pending') \
-             ON CONFLICT (message_id) DO NOTHING",
-        )
-        .bind(&e.message_id)
-        .bind(&e.integration_id)
-        .bind(e.ticket_id)
-        .bind(e.received_at)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        tx.commit().await?;
-        Ok(n == 1)
+        let fresh = self.insert_inbox_batch(std::slice::from_ref(e)).await?;
+        Ok(fresh.first().copied().unwrap_or(false))
     }
 
     async fn insert_inbox_batch(&self, events: &[InboxEvent]) -> crate::Result<Vec<bool>> {
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        // One multi-row statement per chunk (not one round trip per event): `RETURNING` names
+        // the rows that went in; a MessageId already stored — or repeated within the batch —
+        // is skipped by `ON CONFLICT DO NOTHING`.
         let mut tx = self.begin_write().await?;
-        let mut out = Vec::with_capacity(events.len());
-        for e in events {
-            let n = sqlx::query(
-                "INSERT INTO inbox (message_id, integration_id, ticket_id, received_at, state) VALUES ($1, $2, $3, $4, 'pending') \
-                 ON CONFLICT (message_id) DO NOTHING",
-            )
-            .bind(&e.message_id)
-            .bind(&e.integration_id)
-            .bind(e.ticket_id)
-            .bind(e.received_at)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-            out.push(n == 1);
+        let mut inserted = std::collections::HashSet::new();
+        for chunk in events.chunks(INBOX_ROWS_PER_STATEMENT) {
+            let mut qb = sqlx::QueryBuilder::<Db>::new(
+                "INSERT INTO inbox (message_id, integration_id, ticket_id, received_at, state) ",
+            );
+            qb.push_values(chunk, |mut row, e| {
+                row.push_bind(e.message_id.clone())
+                    .push_bind(e.integration_id.clone())
+                    .push_bind(e.ticket_id)
+                    .push_bind(e.received_at)
+                    .push("'pending'");
+            });
+            qb.push(" ON CONFLICT (message_id) DO NOTHING RETURNING message_id");
+            for r in qb.build().fetch_all(&mut *tx).await? {
+                inserted.insert(r.try_get::<String, _>("message_id")?);
+            }
         }
         tx.commit().await?;
-        Ok(out)
+        // the first occurrence of an inserted MessageId is the new one
+        Ok(events
+            .iter()
+            .map(|e| inserted.remove(&e.message_id))
+            .collect())
     }
 
     async fn take_inbox(&self, limit: i64) -> crate::Result<Vec<InboxEvent>> {
         let mut tx = self.begin_write().await?;
         let sql = format!(
-            "SELECT message_id, integration_id, ticket_id, received_at FROM inbox WHERE state = 'pending' ORDER BY received_at LIMIT $1{SKIP_LOCKED}"
+            "UPDATE inbox SET state = 'taken', processed_at = $1 WHERE message_id IN (\
+             SELECT message_id FROM inbox WHERE state = 'pending' ORDER BY received_at LIMIT $2{SKIP_LOCKED}) \
+             RETURNING message_id, integration_id, ticket_id, received_at"
         );
         let rows = sqlx::query(AssertSqlSafe(sql))
+            .bind(now_millis())
             .bind(limit)
             .fetch_all(&mut *tx)
             .await?;
-        let mut out = Vec::with_capacity(rows.len());
-        let now = now_millis();
-        for r in rows {
-            let e = InboxEvent {
-                message_id: r.try_get("message_id")?,
-                integration_id: r.try_get("integration_id")?,
-                ticket_id: r.try_get("ticket_id")?,
-                received_at: r.try_get("received_at")?,
-            };
-            sqlx::query(
-                "UPDATE inbox SET state = 'taken', processed_at = $1 WHERE message_id = $2",
-            )
-            .bind(now)
-            .bind(&e.message_id)
-            .execute(&mut *tx)
-            .await?;
-            out.push(e);
-        }
         tx.commit().await?;
+        let mut out = rows
+            .iter()
+            .map(|r| {
+                Ok(InboxEvent {
+                    message_id: r.try_get("message_id")?,
+                    integration_id: r.try_get("integration_id")?,
+                    ticket_id: r.try_get("ticket_id")?,
+                    received_at: r.try_get("received_at")?,
+                })
+            })
+            .collect::<crate::Result<Vec<_>>>()?;
+        // RETURNING promises no order
+        out.sort_by(|a, b| {
+            (a.received_at, &a.message_id).cmp(&(b.received_at, &b.message_id))
+        });
         Ok(out)
+    }
+
+    async fn prune_inbox(&self, received_before: i64) -> crate::Result<u64> {
+        let mut tx = self.begin_write().await?;
+        let n = sqlx::query("DELETE FROM inbox WHERE state = 'taken' AND received_at < $1")
+            .bind(received_before)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        tx.commit().await?;
+        Ok(n)
     }
 
     async fn ticket_sync(&self, case_id: &str) -> crate::Result<Option<TicketSyncState>> {

@@ -4,7 +4,7 @@
 //! `conformance!` macro at the bottom turns each into `sqlite::<name>` and `postgres::<name>`
 //! tests. SQLite always runs, on a fresh temp-file database per test. PostgreSQL runs when
 //! `CASEBRIDGE_TEST_DATABASE_URL` is set (e.g. `postgres://postgres@127.0.0.1:5432/postgres`):
-//! each test creates its own `cb_test_<random>` database on that server, so tests run in
+//! each test creates its own `cb_conformance_<random>` database on that server, so tests run in
 //! parallel, and drops it when the test passed. When the variable is set and the server cannot
 //! be reached the tests fail; they only skip (with a note) when it is unset.
 
@@ -37,98 +37,9 @@ mod harness {
     use std::future::Future;
     use std::sync::Arc;
 
-    use casebridge_domain::ids::new_id;
     use casebridge_store::Store;
-    use sqlx::{AssertSqlSafe, Connection};
-
-    pub const PG_ENV: &str = "CASEBRIDGE_TEST_DATABASE_URL";
-
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-    pub enum Backend {
-        Sqlite,
-        Postgres,
-    }
-
-    /// A fresh, empty database for one test.
-    enum TestDb {
-        Sqlite { path: std::path::PathBuf },
-        Postgres { admin_url: String, name: String },
-    }
-
-    impl TestDb {
-        /// `None` only for PostgreSQL when the env var is unset.
-        async fn create(backend: Backend) -> Option<(TestDb, String)> {
-            match backend {
-                Backend::Sqlite => {
-                    let path = std::env::temp_dir()
-                        .join(format!("casebridge-conformance-{}.db", new_id("t")));
-                    let url = format!("sqlite://{}", path.display());
-                    Some((TestDb::Sqlite { path }, url))
-                }
-                Backend::Postgres => {
-                    let admin_url = std::env::var(PG_ENV).ok().filter(|u| !u.is_empty())?;
-                    let name = format!("cb_test_{}", new_id("x").trim_start_matches("x_"));
-                    let mut admin = sqlx::PgConnection::connect(&admin_url)
-                        .await
-                        .unwrap_or_else(|e| {
-                            panic!("{PG_ENV} is set but PostgreSQL cannot be reached: {e}")
-                        });
-                    sqlx::raw_sql(AssertSqlSafe(format!("CREATE DATABASE {name}")))
-                        .execute(&mut admin)
-                        .await
-                        .unwrap_or_else(|e| panic!("CREATE DATABASE {name}: {e}"));
-                    let _ = admin.close().await;
-                    let url = with_database(&admin_url, &name);
-                    Some((TestDb::Postgres { admin_url, name }, url))
-                }
-            }
-        }
-
-        async fn drop_db(self) {
-            match self {
-                TestDb::Sqlite { path } => {
-                    for suffix in ["", "-wal", "-shm"] {
-                        let mut p = path.clone().into_os_string();
-                        p.push(suffix);
-                        let _ = std::fs::remove_file(p);
-                    }
-                }
-                TestDb::Postgres { admin_url, name } => {
-                    let dropped = async {
-                        let mut admin = sqlx::PgConnection::connect(&admin_url).await?;
-                        sqlx::raw_sql(AssertSqlSafe(format!(
-                            "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-                        )))
-                        .execute(&mut admin)
-                        .await?;
-                        admin.close().await
-                    }
-                    .await;
-                    if let Err(e) = dropped {
-                        eprintln!("note: could not drop test database {name}: {e}");
-                    }
-                }
-            }
-        }
-    }
-
-    /// The URL with its database (path) replaced, keeping user, host, port and query.
-    fn with_database(url: &str, db: &str) -> String {
-        let (base, query) = match url.split_once('?') {
-            Some((b, q)) => (b, Some(q)),
-            None => (url, None),
-        };
-        let authority = base.find("://").map_or(0, |i| i + 3);
-        let path = base[authority..]
-            .find('/')
-            .map_or(base.len(), |i| authority + i);
-        let mut out = format!("{}/{db}", &base[..path]);
-        if let Some(q) = query {
-            out.push('?');
-            out.push_str(q);
-        }
-        out
-    }
+    pub use casebridge_testkit::Backend;
+    use casebridge_testkit::{PG_ENV, ScratchDb};
 
     /// Runs one behaviour against a fresh database of `backend`; `migrate` says whether the store
     /// is handed over migrated.
@@ -137,18 +48,14 @@ mod harness {
         F: FnOnce(Arc<dyn Store>) -> Fut,
         Fut: Future<Output = anyhow::Result<()>>,
     {
-        let Some((db, url)) = TestDb::create(backend).await else {
+        let Some(db) = ScratchDb::for_test(backend, "cb_conformance").await else {
             eprintln!("note: {PG_ENV} is unset; PostgreSQL conformance skipped");
             return;
         };
-        let store = casebridge_store::open(&url, migrate)
+        let store = casebridge_store::open(db.url(), migrate)
             .await
             .unwrap_or_else(|e| panic!("opening the {backend:?} store: {e}"));
-        let expected = match backend {
-            Backend::Sqlite => "sqlite",
-            Backend::Postgres => "postgres",
-        };
-        assert_eq!(store.backend(), expected);
+        assert_eq!(store.backend(), backend.name());
         if let Err(e) = body(store).await {
             panic!("{backend:?}: {e:#}");
         }
@@ -1800,6 +1707,69 @@ async fn the_inbox_drops_a_repeated_message_id_and_hands_out_each_event_once(
     Ok(())
 }
 
+async fn a_group_commit_batch_marks_only_first_sightings_new_and_old_taken_events_are_pruned(
+    store: Arc<dyn Store>,
+) -> R {
+    let ev = |id: String, at: i64| InboxEvent {
+        message_id: id,
+        integration_id: "int_1".into(),
+        ticket_id: BIG_TICKET,
+        received_at: at,
+    };
+    let t = now_millis();
+    ensure!(store.insert_inbox(&ev("old".into(), t)).await?);
+    // 1,200 events (more than one INSERT statement's worth), with a repeat inside the batch
+    // and one already stored
+    let mut batch: Vec<InboxEvent> = (0..1_200)
+        .map(|i| ev(format!("b-{i}"), t + 1 + i))
+        .collect();
+    batch.insert(700, ev("b-3".into(), t + 5_000));
+    batch.push(ev("old".into(), t + 6_000));
+    let fresh = store.insert_inbox_batch(&batch).await?;
+    ensure!(fresh.len() == batch.len());
+    ensure!(fresh.iter().filter(|f| **f).count() == 1_200, "new ones");
+    ensure!(
+        fresh[3] && !fresh[700],
+        "the first sighting of b-3 is the new one"
+    );
+    ensure!(!fresh[batch.len() - 1], "an id stored before is not new");
+    ensure!(store.insert_inbox_batch(&[]).await?.is_empty());
+
+    let mut taken = Vec::new();
+    loop {
+        let got = store.take_inbox(500).await?;
+        if got.is_empty() {
+            break;
+        }
+        taken.extend(got);
+    }
+    ensure!(taken.len() == 1_201, "{}", taken.len());
+    ensure!(
+        taken
+            .windows(2)
+            .all(|w| w[0].received_at <= w[1].received_at),
+        "oldest first across rounds"
+    );
+    ensure!(taken[0].message_id == "old");
+    let b3 = taken.iter().find(|e| e.message_id == "b-3").expect("b-3");
+    ensure!(b3.received_at == t + 4, "the first sighting's time is kept");
+
+    // pruning forgets taken ids received before the cut, and only those
+    ensure!(store.prune_inbox(t).await? == 0);
+    ensure!(store.prune_inbox(t + 4).await? == 4, "old, b-0, b-1, b-2");
+    ensure!(store.prune_inbox(t + 10_000).await? == 1_197);
+    ensure!(
+        store.insert_inbox(&ev("old".into(), t)).await?,
+        "a pruned id is new again"
+    );
+    ensure!(
+        store.prune_inbox(t + 10_000).await? == 0,
+        "pending events stay"
+    );
+    ensure!(store.take_inbox(10).await?.len() == 1);
+    Ok(())
+}
+
 async fn ticket_sync_state_upserts_and_round_trips(store: Arc<dyn Store>) -> R {
     let a = account(&store, "Sync").await?;
     let case = open_case(&store, &a, "k").await?;
@@ -1955,6 +1925,7 @@ conformance! {
         status_mappings_round_trip_with_their_confirmed_flag,
         the_escalation_policy_is_set_changed_and_cleared,
         the_inbox_drops_a_repeated_message_id_and_hands_out_each_event_once,
+        a_group_commit_batch_marks_only_first_sightings_new_and_old_taken_events_are_pruned,
         ticket_sync_state_upserts_and_round_trips,
         the_request_budget_is_shared_fairly_and_a_deferred_job_keeps_its_attempts,
     ],

@@ -85,6 +85,9 @@ pub struct InboundShared {
     /// everything it takes from the inbox anyway.
     integrations: Mutex<HashMap<String, (Instant, Integration)>>,
     linked: Mutex<HashMap<(String, i64), Instant>>,
+    /// Key URLs found allowed, per integration (the verdict depends only on the URL and the
+    /// integration's site and host rule, which the key includes).
+    allowed_key_urls: Mutex<HashSet<(String, String, bool)>>,
 }
 
 /// How long a cached integration or linked-ticket lookup is trusted on the callback path.
@@ -98,6 +101,8 @@ type InboxWrite = (
 
 /// Events one inbox transaction takes at most.
 const INBOX_GROUP_COMMIT: usize = 256;
+/// Inbox transactions committing at the same time.
+const INBOX_COMMITS_IN_FLIGHT: usize = 4;
 
 impl InboundShared {
     fn fetcher(
@@ -138,8 +143,15 @@ impl InboundShared {
         let writer = self.inbox_writer.get_or_init(|| {
             let (tx, mut rx) = tokio::sync::mpsc::channel::<InboxWrite>(4 * INBOX_GROUP_COMMIT);
             let store = ctx.store.clone();
+            // Up to INBOX_COMMITS_IN_FLIGHT batches commit at once: while one waits for its
+            // commit (a disk flush), the next burst gathers and is sent — with one commit at a
+            // time, throughput would be capped at one batch per flush.
+            let in_flight = Arc::new(tokio::sync::Semaphore::new(INBOX_COMMITS_IN_FLIGHT));
             tokio::spawn(async move {
                 while let Some(first) = rx.recv().await {
+                    let Ok(permit) = in_flight.clone().acquire_owned().await else {
+                        break;
+                    };
                     let mut batch = vec![first];
                     while batch.len() < INBOX_GROUP_COMMIT {
                         match rx.try_recv() {
@@ -147,20 +159,25 @@ impl InboundShared {
                             Err(_) => break,
                         }
                     }
-                    let events: Vec<InboxEvent> = batch.iter().map(|(e, _)| e.clone()).collect();
-                    match store.insert_inbox_batch(&events).await {
-                        Ok(fresh) => {
-                            for ((_, reply), is_new) in batch.into_iter().zip(fresh) {
-                                let _ = reply.send(Ok(is_new));
+                    let store = store.clone();
+                    tokio::spawn(async move {
+                        let events: Vec<InboxEvent> =
+                            batch.iter().map(|(e, _)| e.clone()).collect();
+                        match store.insert_inbox_batch(&events).await {
+                            Ok(fresh) => {
+                                for ((_, reply), is_new) in batch.into_iter().zip(fresh) {
+                                    let _ = reply.send(Ok(is_new));
+                                }
+                            }
+                            Err(e) => {
+                                let msg = e.to_string();
+                                for (_, reply) in batch {
+                                    let _ = reply.send(Err(msg.clone()));
+                                }
                             }
                         }
-                        Err(e) => {
-                            let msg = e.to_string();
-                            for (_, reply) in batch {
-                                let _ = reply.send(Err(msg.clone()));
-                            }
-                        }
-                    }
+                        drop(permit);
+                    });
                 }
             });
             tx
@@ -240,6 +257,34 @@ impl InboundShared {
         Ok(linked)
     }
 
+    /// [`casebridge_connector::key_url_allowed`] for this integration, remembering URLs that
+    /// passed (parsing two URLs per callback is a measurable share of accepting one).
+    fn key_url_allowed(&self, key_url: &str, integration: &Integration) -> Result<(), String> {
+        let key = (
+            key_url.to_string(),
+            integration.site_url.clone(),
+            integration.allow_private_hosts,
+        );
+        let mut m = self
+            .allowed_key_urls
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if m.contains(&key) {
+            return Ok(());
+        }
+        casebridge_connector::key_url_allowed(
+            key_url,
+            &integration.site_url,
+            integration.allow_private_hosts,
+        )
+        .map_err(|e| e.to_string())?;
+        if m.len() > 1024 {
+            m.clear();
+        }
+        m.insert(key);
+        Ok(())
+    }
+
     /// Whether `last_callback_at` should be written now (at most once a second per integration).
     fn should_touch(&self, integration_id: &str, now: i64) -> bool {
         let mut m = self.last_touch.lock().unwrap_or_else(|e| e.into_inner());
@@ -302,11 +347,7 @@ pub async fn accept_callback(
             "signature cannot be verified: the body has no Metadata.key_url",
         );
     };
-    if let Err(reason) = casebridge_connector::key_url_allowed(
-        key_url,
-        &integration.site_url,
-        integration.allow_private_hosts,
-    ) {
+    if let Err(reason) = ctx.inbound.key_url_allowed(key_url, &integration) {
         return CallbackOutcome::new(401, format!("signature cannot be verified: {reason}"));
     }
     if let Err(reason) = verify(ctx, &integration, key_url, signature, body).await {
@@ -368,6 +409,13 @@ enum Envelope {
     Ignored(String),
 }
 
+/// The one field of a callback's `Entity` the hook looks at.
+#[derive(serde::Deserialize)]
+struct EntityHead {
+    #[serde(rename = "recordType")]
+    record_type: Option<String>,
+}
+
 fn read_envelope(v: &Value) -> Result<Envelope, String> {
     let obj = v.as_object().ok_or("the callback is not a JSON object")?;
     let message_id = match obj.get("MessageId") {
@@ -390,17 +438,20 @@ fn read_envelope(v: &Value) -> Result<Envelope, String> {
         _ => None,
     }
     .ok_or("ID must be a positive ticket id")?;
-    // Entity: null (deleted), a string of JSON (ConnectWise), or an object (tolerated).
-    let entity: Option<Value> = match obj.get("Entity") {
+    // Entity: null (deleted), a string of JSON (ConnectWise), or an object (tolerated). Only its
+    // recordType matters here (the ticket is re-read anyway), so only that is deserialised.
+    let record_type: Option<String> = match obj.get("Entity") {
         None | Some(Value::Null) => None,
-        Some(Value::String(s)) => serde_json::from_str(s).ok(),
-        Some(o @ Value::Object(_)) => Some(o.clone()),
+        Some(Value::String(s)) => serde_json::from_str::<EntityHead>(s)
+            .ok()
+            .and_then(|e| e.record_type),
+        Some(o @ Value::Object(_)) => o
+            .get("recordType")
+            .and_then(Value::as_str)
+            .map(str::to_string),
         Some(_) => return Err("Entity must be a string, an object or null".into()),
     };
-    if let Some(rt) = entity
-        .as_ref()
-        .and_then(|e| e.get("recordType"))
-        .and_then(Value::as_str)
+    if let Some(rt) = record_type
         && !rt.eq_ignore_ascii_case("ServiceTicket")
     {
         return Ok(Envelope::Ignored(format!(

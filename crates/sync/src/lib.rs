@@ -64,6 +64,9 @@ pub struct SyncConfig {
     /// and divided fairly between its sub-tenants.
     pub request_budget: i64,
     pub budget_window: Duration,
+    /// How long processed callback events are kept so a redelivered MessageId is recognised;
+    /// the reconciler deletes older ones (a later redelivery is harmless: a callback is a hint).
+    pub inbox_retention: Duration,
 }
 
 impl Default for SyncConfig {
@@ -83,6 +86,7 @@ impl Default for SyncConfig {
             request_timeout: Duration::from_secs(20),
             request_budget: 600,
             budget_window: Duration::from_secs(60),
+            inbox_retention: Duration::from_secs(7 * 24 * 3600),
         }
     }
 }

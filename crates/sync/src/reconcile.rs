@@ -93,6 +93,9 @@ impl Reconciler {
                 Ok(r) => tracing::debug!(?r, "reconciliation pass"),
                 Err(e) => tracing::warn!(error = %e, "reconciliation pass failed"),
             }
+            if due(cfg.callback_check_every) {
+                self.prune_inbox().await;
+            }
             if due(cfg.notes_sweep_every) {
                 match self.sweep_notes().await {
                     Ok(n) => tracing::debug!(tickets = n, "notes sweep"),
@@ -103,6 +106,25 @@ impl Reconciler {
             tokio::select! {
                 _ = tokio::time::sleep(cfg.reconcile_interval) => {}
                 r = shutdown.changed(), if stoppable => stoppable = r.is_ok(),
+            }
+        }
+    }
+
+    /// Deletes processed callback events older than `inbox_retention`; returns how many went.
+    pub async fn prune_inbox(&self) -> u64 {
+        let retention =
+            i64::try_from(self.ctx.config.inbox_retention.as_millis()).unwrap_or(i64::MAX);
+        let cut = casebridge_store::now_millis().saturating_sub(retention);
+        match self.ctx.store.prune_inbox(cut).await {
+            Ok(n) => {
+                if n > 0 {
+                    tracing::debug!(events = n, "old callback events pruned");
+                }
+                n
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "pruning old callback events failed");
+                0
             }
         }
     }

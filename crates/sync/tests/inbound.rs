@@ -30,7 +30,7 @@ use casebridge_sync::{
     ConnectWiseFactory, SecretBox, SyncConfig, SyncContext, changes, escalation, outbox,
 };
 use serde_json::{Value, json};
-use support::{Backend, PG_ENV, TestDb};
+use support::{Backend, PG_ENV, ScratchDb};
 
 const TIMEOUT: Duration = Duration::from_secs(15);
 
@@ -81,6 +81,7 @@ both_backends!(
     a_change_older_than_our_last_write_is_not_applied,
     forged_and_odd_callbacks_change_nothing,
     events_for_one_ticket_are_coalesced,
+    concurrent_repeats_are_stored_once_and_old_events_are_pruned,
     a_deleted_ticket_unlinks_and_escalating_creates_a_new_one,
     a_merged_ticket_is_noticed_by_the_sweep,
     reconciliation_repairs_lossy_callbacks,
@@ -136,7 +137,7 @@ struct Env {
     hook_base: String,
     hook_hits: Arc<AtomicUsize>,
     received: Received,
-    db: Option<TestDb>,
+    db: Option<ScratchDb>,
 }
 
 fn audit(account_id: &str) -> AuditEntry {
@@ -169,7 +170,7 @@ fn config() -> SyncConfig {
 
 /// A fresh environment, or `None` when PostgreSQL was asked for and the variable is unset.
 async fn setup(backend: Backend) -> Option<Env> {
-    let Some((db, url)) = TestDb::create(backend).await else {
+    let Some(db) = ScratchDb::for_test(backend, "cb_inbound").await else {
         eprintln!("note: {PG_ENV} is unset; the PostgreSQL inbound tests are skipped");
         return None;
     };
@@ -182,7 +183,7 @@ async fn setup(backend: Backend) -> Option<Env> {
     .await
     .expect("cw-sim starts");
     let keys = sim.demo_keys().cloned().expect("demo keys");
-    let store = casebridge_store::open(&url, true)
+    let store = casebridge_store::open(db.url(), true)
         .await
         .unwrap_or_else(|e| panic!("opening the {backend:?} store: {e}"));
     let secrets = SecretBox::new("k1", [7; 32]);
@@ -197,31 +198,7 @@ async fn setup(backend: Backend) -> Option<Env> {
         .create_account("Acme", AccountKind::Standalone, None)
         .await
         .expect("account");
-    let now = now_millis();
-    let integration = Integration {
-        id: new_id("int"),
-        account_id: account.id.clone(),
-        kind: "connectwise".into(),
-        site_url: sim.url().to_string(),
-        company_id: "cbdemo".into(),
-        public_key: keys.api_member.public_key.clone(),
-        private_key_enc: Some(sealed),
-        client_id: keys.api_member.client_id.clone(),
-        parent_company_identifier: Some("ACMECORP".into()),
-        apply_to_all_subtenants: true,
-        uniform_subtenant_mappings: false,
-        allow_private_hosts: true,
-        process_notifications: false,
-        active: true,
-        last_test: None,
-        tested_ok: true,
-        callback_id: None,
-        sync_mode: "polling".into(),
-        last_callback_at: None,
-        watermark: None,
-        created_at: now,
-        updated_at: now,
-    };
+    let integration = casebridge_testkit::sim_integration(&sim, &account.id, sealed, "ACMECORP");
     store
         .save_integration(&integration, &audit(&account.id))
         .await
@@ -1079,6 +1056,78 @@ async fn events_for_one_ticket_are_coalesced(env: &Env) {
         "five events, one sync"
     );
     assert_eq!(env.case(&case.id).await.status, CaseStatus::Escalated);
+}
+
+/// Deliveries arriving together share group commits (several in flight at once); a MessageId
+/// repeated across those concurrent batches is still stored exactly once. Processed events are
+/// forgotten after `inbox_retention`, after which the same MessageId counts as new again.
+async fn concurrent_repeats_are_stored_once_and_old_events_are_pruned(env: &Env) {
+    let (_case, ticket) = env.ticketed_case("host-group-commit").await;
+    env.wait_deliveries(1).await;
+    env.set_faults(json!({"callbacks": {"drop_rate": 1.0}}))
+        .await;
+    Processor::new(env.ctx.clone()).run_once().await.unwrap();
+    let (key_url, key) = signing_key(env).await;
+    let entity = json!(json!({"id": ticket, "recordType": "ServiceTicket"}).to_string());
+    let mut tasks = tokio::task::JoinSet::new();
+    for copy in 0..3 {
+        for m in 0..20 {
+            let body = envelope(
+                &key_url,
+                &format!("gc-{m}"),
+                "ticket",
+                json!(ticket),
+                entity.clone(),
+            );
+            let sig = callback_signature(&key, &body);
+            let (ctx, id) = (env.ctx.clone(), env.integration.id.clone());
+            tasks.spawn(async move {
+                let out = accept_callback(&ctx, &id, Some(&sig), &body).await;
+                (m, copy, out)
+            });
+        }
+    }
+    let mut new_per_message = [0u32; 20];
+    while let Some(r) = tasks.join_next().await {
+        let (m, copy, out) = r.unwrap();
+        assert_eq!(out.status, 200, "gc-{m} copy {copy}: {}", out.message);
+        if !out.message.contains("duplicate") {
+            new_per_message[m] += 1;
+        }
+    }
+    assert_eq!(
+        new_per_message, [1; 20],
+        "each MessageId stored exactly once"
+    );
+    assert_eq!(
+        Processor::new(env.ctx.clone()).run_once().await.unwrap(),
+        20
+    );
+
+    // kept within the retention…
+    let reconciler = Reconciler::new(env.ctx.clone());
+    assert_eq!(
+        reconciler.prune_inbox().await,
+        0,
+        "a week's retention keeps them"
+    );
+    let body = envelope(&key_url, "gc-0", "ticket", json!(ticket), entity.clone());
+    let sig = callback_signature(&key, &body);
+    let again = accept_callback(&env.ctx, &env.integration.id, Some(&sig), &body).await;
+    assert!(again.message.contains("duplicate"), "{}", again.message);
+    // …and forgotten after it
+    let mut short = env.ctx.clone();
+    short.config.inbox_retention = Duration::ZERO;
+    // (the events were received before the processor's ConnectWise round trips: in the past)
+    let pruned = Reconciler::new(short).prune_inbox().await;
+    assert!(pruned >= 20, "pruned {pruned}");
+    let again = accept_callback(&env.ctx, &env.integration.id, Some(&sig), &body).await;
+    assert_eq!(
+        (again.status, again.message.contains("accepted")),
+        (200, true),
+        "{}",
+        again.message
+    );
 }
 
 async fn a_deleted_ticket_unlinks_and_escalating_creates_a_new_one(env: &Env) {

@@ -5,7 +5,6 @@
 //! Every scenario runs once per backend (`backend_tests!`). Without the variable the PostgreSQL
 //! variant only says that it did not run; with it set, an unreachable server fails the test.
 
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -16,61 +15,14 @@ use casebridge_sync::{ConnectWiseFactory, SecretBox, SyncConfig, SyncContext};
 use casebridge_web::{AppState, WebConfig};
 use serde_json::{Value, json};
 
-const PG_ENV: &str = "CASEBRIDGE_TEST_DATABASE_URL";
-
-// ---------------------------------------------------------------------------------------------
-// harness
-
-/// A database to run on: the URL, and the SQLite file (to read its raw bytes) when it is one.
-struct Db {
-    url: String,
-    sqlite_file: Option<PathBuf>,
-}
+use casebridge_testkit::{Backend, PG_ENV, ScratchDb};
 
 fn unique() -> String {
     format!("{:016x}", rand::random::<u64>())
 }
 
-fn sqlite_db() -> Db {
-    let file = std::env::temp_dir().join(format!("cb-web-mappings-{}.db", unique()));
-    Db {
-        url: format!("sqlite://{}", file.display()),
-        sqlite_file: Some(file),
-    }
-}
-
-/// A fresh database on the PostgreSQL server `CASEBRIDGE_TEST_DATABASE_URL` names; `None` when
-/// the variable is unset.
-async fn postgres_db() -> Result<Option<Db>> {
-    use sqlx::Connection;
-    let Ok(base) = std::env::var(PG_ENV) else {
-        return Ok(None);
-    };
-    let mut conn = sqlx::PgConnection::connect(&base)
-        .await
-        .with_context(|| format!("{PG_ENV} is set but PostgreSQL is unreachable"))?;
-    let name = format!("cb_web_{}", unique());
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-        .execute(&mut conn)
-        .await?;
-    conn.close().await?;
-    // replace the database path of the URL, keeping any query string
-    let (head, query) = base
-        .split_once('?')
-        .map_or((base.as_str(), None), |(h, q)| (h, Some(q)));
-    let scheme_end = head.find("://").context("database URL without scheme")? + 3;
-    let host_end = head[scheme_end..]
-        .find('/')
-        .map_or(head.len(), |i| scheme_end + i);
-    let mut url = format!("{}/{name}", &head[..host_end]);
-    if let Some(q) = query {
-        url = format!("{url}?{q}");
-    }
-    Ok(Some(Db {
-        url,
-        sqlite_file: None,
-    }))
-}
+// ---------------------------------------------------------------------------------------------
+// harness
 
 /// An HTTP client for one bearer token that keeps every response body it saw.
 #[derive(Clone)]
@@ -146,7 +98,7 @@ fn message_of<'a>(body: &'a Value, field: &str) -> &'a str {
 /// One running environment: cw-sim, store, web server, a partner with four sub-tenants that use
 /// its integration and one (`Selfco`) with its own.
 struct Env {
-    db: Db,
+    db: ScratchDb,
     store: Arc<dyn Store>,
     sim: cw_sim::SimHandle,
     keys: cw_sim::MemberKeys,
@@ -164,7 +116,7 @@ struct Env {
 }
 
 impl Env {
-    async fn start(db: Db) -> Result<Env> {
+    async fn start(db: ScratchDb) -> Result<Env> {
         let sim = cw_sim::start(cw_sim::SimOptions {
             bind: "127.0.0.1:0".parse()?,
             seed: cw_sim::Seed::Demo,
@@ -177,7 +129,7 @@ impl Env {
             .context("demo seed gives keys")?
             .api_member
             .clone();
-        let store = casebridge_store::open(&db.url, true).await?;
+        let store = casebridge_store::open(db.url(), true).await?;
         let secrets = SecretBox::new("k", [1; 32]);
         let factory = Arc::new(ConnectWiseFactory::new(
             secrets.clone(),
@@ -328,11 +280,7 @@ impl Env {
     async fn stop(self) {
         self.server.abort();
         self.sim.shutdown().await;
-        if let Some(f) = &self.db.sqlite_file {
-            for suffix in ["", "-wal", "-shm"] {
-                let _ = std::fs::remove_file(format!("{}{suffix}", f.display()));
-            }
-        }
+        self.db.drop_db().await;
     }
 }
 
@@ -371,7 +319,8 @@ macro_rules! backend_tests {
         mod $scenario {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn sqlite() -> anyhow::Result<()> {
-                let env = super::Env::start(super::sqlite_db()).await?;
+                let db = super::ScratchDb::for_test(super::Backend::Sqlite, "cb_web").await;
+                let env = super::Env::start(db.expect("SQLite always runs")).await?;
                 let result = super::$scenario(&env).await;
                 env.stop().await;
                 result
@@ -379,7 +328,7 @@ macro_rules! backend_tests {
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn postgres() -> anyhow::Result<()> {
-                let Some(db) = super::postgres_db().await? else {
+                let Some(db) = super::ScratchDb::for_test(super::Backend::Postgres, "cb_web").await else {
                     eprintln!("{} is not set: the PostgreSQL variant did not run", super::PG_ENV);
                     return Ok(());
                 };
@@ -528,7 +477,7 @@ async fn support_system_keeps_the_private_key_secret_and_activates_only_after_a_
             !sealed.contains(key) && sealed.starts_with("v1:"),
             "stored key is not sealed: {sealed}"
         );
-        if let Some(file) = &env.db.sqlite_file {
+        if let Some(file) = env.db.sqlite_file() {
             let mut bytes = std::fs::read(file)?;
             if let Ok(wal) = std::fs::read(format!("{}-wal", file.display())) {
                 bytes.extend(wal);

@@ -734,18 +734,8 @@ pub fn pg_database() -> Option<PgDb> {
         "CASEBRIDGE_TEST_DATABASE_URL is set but CREATE DATABASE failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    // the same server, another database: replace the path after the authority
-    let (head, query) = match base.split_once('?') {
-        Some((h, q)) => (h, format!("?{q}")),
-        None => (base.as_str(), String::new()),
-    };
-    let root = head
-        .rsplit_once('/')
-        .map(|(r, _)| r)
-        .filter(|r| r.contains("//") && !r.ends_with('/'))
-        .unwrap_or(head);
     let db = PgDb {
-        url: format!("{root}/{name}{query}"),
+        url: casebridge_testkit::with_database(&base, &name),
         base,
         name,
     };

@@ -1,4 +1,4 @@
-//! Harness of the outbox tests (inbound.rs uses its `TestDb`): a fresh store (SQLite, and PostgreSQL when
+//! Harness of the outbox tests (inbound.rs uses its `ScratchDb`): a fresh store (SQLite, and PostgreSQL when
 //! `CASEBRIDGE_TEST_DATABASE_URL` is set), an in-process cw-sim with the demo seed, a partner with
 //! sub-tenants wired to it, and a connector factory that records what is sent and can "kill" the
 //! process right after ConnectWise applied a write.
@@ -28,9 +28,7 @@ use casebridge_store::{
 use casebridge_sync::outbox::Worker;
 use casebridge_sync::{ConnectWiseFactory, ConnectorFactory, SecretBox, SyncConfig, SyncContext};
 use serde_json::{Value, json};
-use sqlx::{AssertSqlSafe, Connection};
 
-pub const PG_ENV: &str = "CASEBRIDGE_TEST_DATABASE_URL";
 /// Upper bound for any wait in these tests; nothing sleeps for a fixed time.
 pub const DEADLINE: Duration = Duration::from_secs(60);
 
@@ -38,92 +36,7 @@ pub const RULE_ENDPOINT: &str = "r-endpoint";
 pub const RULE_CLOUD: &str = "r-cloud";
 pub const RULE_UNASSIGNED: &str = "r-unassigned";
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Backend {
-    Sqlite,
-    Postgres,
-}
-
-/// A test database of its own: a SQLite file, or a fresh `cb_sync_<random>` PostgreSQL database.
-pub enum TestDb {
-    Sqlite(std::path::PathBuf),
-    Postgres { admin_url: String, name: String },
-}
-
-impl TestDb {
-    /// `None` only for PostgreSQL when the variable is unset.
-    pub async fn create(backend: Backend) -> Option<(TestDb, String)> {
-        match backend {
-            Backend::Sqlite => {
-                let path = std::env::temp_dir().join(format!("cb-sync-test-{}.db", new_id("t")));
-                let url = format!("sqlite://{}", path.display());
-                Some((TestDb::Sqlite(path), url))
-            }
-            Backend::Postgres => {
-                let admin_url = std::env::var(PG_ENV).ok().filter(|u| !u.is_empty())?;
-                let name = format!(
-                    "cb_sync_{}",
-                    new_id("x").trim_start_matches("x_").to_ascii_lowercase()
-                );
-                let mut admin = sqlx::PgConnection::connect(&admin_url)
-                    .await
-                    .unwrap_or_else(|e| {
-                        panic!("{PG_ENV} is set but PostgreSQL cannot be reached: {e}")
-                    });
-                sqlx::raw_sql(AssertSqlSafe(format!("CREATE DATABASE {name}")))
-                    .execute(&mut admin)
-                    .await
-                    .unwrap_or_else(|e| panic!("CREATE DATABASE {name}: {e}"));
-                let _ = admin.close().await;
-                let url = with_database(&admin_url, &name);
-                Some((TestDb::Postgres { admin_url, name }, url))
-            }
-        }
-    }
-
-    pub async fn drop_db(self) {
-        match self {
-            TestDb::Sqlite(path) => {
-                for suffix in ["", "-wal", "-shm"] {
-                    let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
-                }
-            }
-            TestDb::Postgres { admin_url, name } => {
-                let dropped = async {
-                    let mut admin = sqlx::PgConnection::connect(&admin_url).await?;
-                    sqlx::raw_sql(AssertSqlSafe(format!(
-                        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-                    )))
-                    .execute(&mut admin)
-                    .await?;
-                    admin.close().await
-                }
-                .await;
-                if let Err(e) = dropped {
-                    eprintln!("note: could not drop test database {name}: {e}");
-                }
-            }
-        }
-    }
-}
-
-/// The URL with its database (path) replaced, keeping user, host, port and query.
-fn with_database(url: &str, db: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((b, q)) => (b, Some(q)),
-        None => (url, None),
-    };
-    let authority = base.find("://").map_or(0, |i| i + 3);
-    let path = base[authority..]
-        .find('/')
-        .map_or(base.len(), |i| authority + i);
-    let mut out = format!("{}/{db}", &base[..path]);
-    if let Some(q) = query {
-        out.push('?');
-        out.push_str(q);
-    }
-    out
-}
+pub use casebridge_testkit::{Backend, PG_ENV, ScratchDb};
 
 // ---------------------------------------------------------------------------------------------
 // a connector factory that records and can crash
@@ -309,7 +222,7 @@ pub struct Env {
     pub globex: String,
     /// No company mapping: filed under the parent company CBMSSP.
     pub plain: String,
-    db: Option<TestDb>,
+    db: Option<ScratchDb>,
 }
 
 pub fn audit(account_id: &str) -> AuditEntry {
@@ -356,11 +269,11 @@ pub fn board_mappings(assign_unassigned: bool) -> BoardMappings {
 
 /// A fresh environment, or `None` when PostgreSQL was asked for and the variable is unset.
 pub async fn setup(backend: Backend, opts: Options) -> Option<Env> {
-    let Some((db, url)) = TestDb::create(backend).await else {
+    let Some(db) = ScratchDb::for_test(backend, "cb_sync").await else {
         eprintln!("note: {PG_ENV} is unset; the PostgreSQL outbox tests are skipped");
         return None;
     };
-    let store = casebridge_store::open(&url, true)
+    let store = casebridge_store::open(db.url(), true)
         .await
         .unwrap_or_else(|e| panic!("opening the {backend:?} store: {e}"));
     let sim = cw_sim::start(cw_sim::SimOptions {
@@ -391,31 +304,12 @@ pub async fn setup(backend: Backend, opts: Options) -> Option<Env> {
                 .id,
         );
     }
-    let now = now_millis();
-    let integration = Integration {
-        id: new_id("int"),
-        account_id: partner.id.clone(),
-        kind: "connectwise".into(),
-        site_url: sim.url().to_string(),
-        company_id: sim.login_company().to_string(),
-        public_key: keys.api_member.public_key.clone(),
-        private_key_enc: Some(secrets().seal(&keys.api_member.private_key)),
-        client_id: keys.api_member.client_id.clone(),
-        parent_company_identifier: Some("CBMSSP".into()),
-        apply_to_all_subtenants: true,
-        uniform_subtenant_mappings: false,
-        allow_private_hosts: true,
-        process_notifications: false,
-        active: true,
-        last_test: None,
-        tested_ok: true,
-        callback_id: None,
-        sync_mode: "polling".into(),
-        last_callback_at: None,
-        watermark: None,
-        created_at: now,
-        updated_at: now,
-    };
+    let integration = casebridge_testkit::sim_integration(
+        &sim,
+        &partner.id,
+        secrets().seal(&keys.api_member.private_key),
+        "CBMSSP",
+    );
     store
         .save_integration(&integration, &audit(&partner.id))
         .await
