@@ -38,6 +38,8 @@ pub struct Settings {
     pub max_attempts: i64,
     pub request_timeout_ms: u64,
     pub request_budget_per_minute: i64,
+    pub coalesce_window_ms: u64,
+    pub inbox_retention_hours: u64,
 }
 
 impl Default for Settings {
@@ -55,6 +57,8 @@ impl Default for Settings {
             max_attempts: 8,
             request_timeout_ms: 20_000,
             request_budget_per_minute: 600,
+            coalesce_window_ms: 200,
+            inbox_retention_hours: 7 * 24,
         }
     }
 }
@@ -96,6 +100,8 @@ impl Settings {
             max_attempts: self.max_attempts,
             request_timeout: Duration::from_millis(self.request_timeout_ms),
             request_budget: self.request_budget_per_minute,
+            coalesce_window: Duration::from_millis(self.coalesce_window_ms),
+            inbox_retention: Duration::from_secs(self.inbox_retention_hours.saturating_mul(3600)),
             ..Default::default()
         }
     }
@@ -134,4 +140,51 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
         .with_context(|| format!("creating {}", path.display()))?;
     f.write_all(bytes)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_settings_give_the_sync_engines_defaults() {
+        let got = Settings::default().sync_config();
+        let want = casebridge_sync::SyncConfig::default();
+        assert_eq!(got.poll_interval, want.poll_interval);
+        assert_eq!(got.reconcile_interval, want.reconcile_interval);
+        assert_eq!(got.backoff_base, want.backoff_base);
+        assert_eq!(got.max_attempts, want.max_attempts);
+        assert_eq!(got.request_timeout, want.request_timeout);
+        assert_eq!(got.request_budget, want.request_budget);
+        assert_eq!(got.coalesce_window, want.coalesce_window);
+        assert_eq!(got.inbox_retention, want.inbox_retention);
+    }
+
+    #[test]
+    fn sync_timings_come_from_the_configuration_file() {
+        let path = std::env::temp_dir().join(format!(
+            "casebridge-config-test-{}-{}.toml",
+            std::process::id(),
+            casebridge_sync::secrets::generate_key().replace(['/', '+', '='], "")
+        ));
+        std::fs::write(
+            &path,
+            "coalesce_window_ms = 50\ninbox_retention_hours = 2\nreconcile_interval_ms = 1500\n",
+        )
+        .expect("write config");
+        let loaded = Settings::load(Some(&path), &[]);
+        let _ = std::fs::remove_file(&path);
+        let c = loaded.expect("settings load").sync_config();
+        assert_eq!(c.coalesce_window, Duration::from_millis(50));
+        assert_eq!(c.inbox_retention, Duration::from_secs(7200));
+        assert_eq!(c.reconcile_interval, Duration::from_millis(1500));
+    }
+
+    #[test]
+    fn a_setting_of_the_wrong_type_is_named_in_the_error() {
+        // flags arrive as strings; a number setting given as text is refused, by name
+        let e = Settings::load(None, &[("inbox_retention_hours", Some("a week".into()))])
+            .expect_err("not a number");
+        assert!(format!("{e:#}").contains("inbox_retention_hours"), "{e:#}");
+    }
 }
