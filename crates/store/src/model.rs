@@ -179,6 +179,8 @@ pub struct CaseChange {
     pub routing: Option<serde_json::Value>,
     pub ticket: Option<TicketLinkChange>,
     pub note: Option<Note>,
+    /// A local note has been delivered to ConnectWise: (note id, ConnectWise note id).
+    pub note_delivered: Option<(String, i64)>,
     pub activity: Vec<Activity>,
     pub jobs: Vec<NewJob>,
     pub raise_alert_count: bool,

@@ -328,6 +328,19 @@ async fn apply_change_in(tx: &mut Tx, case_id: &str, change: &CaseChange) -> cra
         .execute(&mut **tx)
         .await?;
     }
+    if let Some((note_id, cw_note_id)) = &change.note_delivered {
+        // Guarded so a ConnectWise note already linked to another note of the case (it cannot
+        // be, but a unique violation would fail the whole change) leaves the link unset.
+        sqlx::query(
+            "UPDATE notes SET cw_note_id = $1 WHERE id = $2 AND case_id = $3 \
+             AND NOT EXISTS (SELECT 1 FROM notes o WHERE o.case_id = $3 AND o.cw_note_id = $1)",
+        )
+        .bind(cw_note_id)
+        .bind(note_id)
+        .bind(case_id)
+        .execute(&mut **tx)
+        .await?;
+    }
     for a in &change.activity {
         insert_activity(tx, case_id, a).await?;
     }

@@ -677,6 +677,61 @@ async fn a_case_change_writes_status_note_activity_and_jobs_together_and_a_confl
     Ok(())
 }
 
+async fn a_delivered_note_records_its_connectwise_id_and_a_clash_leaves_it_unset(
+    store: Arc<dyn Store>,
+) -> R {
+    let a = account(&store, "Delivered notes").await?;
+    let case = open_case(&store, &a, "k").await?;
+    let (n1, n2) = (note(&case.id, "first"), note(&case.id, "second"));
+    for n in [&n1, &n2] {
+        store
+            .apply_case_change(
+                &case.id,
+                CaseChange {
+                    note: Some(n.clone()),
+                    ..Default::default()
+                },
+            )
+            .await?;
+    }
+    let delivered = |id: &str, cw: i64, why: &str| CaseChange {
+        note_delivered: Some((id.to_string(), cw)),
+        activity: vec![Activity::new("sync", Direction::Outbound, "note_sent", why)],
+        ..Default::default()
+    };
+    store
+        .apply_case_change(&case.id, delivered(&n1.id, 4_000_000_219, "sent"))
+        .await?;
+    // the same ConnectWise note cannot belong to two notes of a case: the second link is not
+    // made, and the rest of the change (its Activity Log entry) still commits
+    store
+        .apply_case_change(&case.id, delivered(&n2.id, 4_000_000_219, "clash"))
+        .await?;
+    // a note of another case is never touched
+    let other = open_case(&store, &a, "other").await?;
+    store
+        .apply_case_change(&other.id, delivered(&n2.id, 4_000_000_220, "wrong case"))
+        .await?;
+    let mut ids: Vec<(String, Option<i64>)> = store
+        .notes(&case.id)
+        .await?
+        .into_iter()
+        .map(|n| (n.id, n.cw_note_id))
+        .collect();
+    ids.sort();
+    let mut want = vec![(n1.id.clone(), Some(4_000_000_219)), (n2.id.clone(), None)];
+    want.sort();
+    ensure!(ids == want, "{ids:?}");
+    let kinds: Vec<String> = store
+        .activity(&case.id)
+        .await?
+        .into_iter()
+        .map(|a| a.message)
+        .collect();
+    ensure!(kinds.iter().any(|m| m == "clash"), "{kinds:?}");
+    Ok(())
+}
+
 async fn a_ticket_link_is_set_updated_and_found_by_a_ticket_id_above_2_pow_31(
     store: Arc<dyn Store>,
 ) -> R {
@@ -1908,6 +1963,7 @@ conformance! {
         cases_filter_by_account_status_criticality_and_case_insensitive_text,
         cases_page_newest_first_by_cursor_without_duplicates_or_gaps,
         a_case_change_writes_status_note_activity_and_jobs_together_and_a_conflict_writes_nothing,
+        a_delivered_note_records_its_connectwise_id_and_a_clash_leaves_it_unset,
         a_ticket_link_is_set_updated_and_found_by_a_ticket_id_above_2_pow_31,
         a_claim_gives_one_job_per_case_and_a_note_never_overtakes_the_create,
         two_owners_claiming_concurrently_never_get_the_same_job,

@@ -334,11 +334,19 @@ pub async fn accept_callback(
     let Some(signature) = signature.map(str::trim).filter(|s| !s.is_empty()) else {
         return CallbackOutcome::new(401, "missing x-content-signature");
     };
-    // Only Metadata.key_url is read before the signature holds.
-    let parsed: Option<Value> = serde_json::from_slice(body).ok();
+    // Only Metadata.key_url is read before the signature holds; a body that is not JSON at
+    // all cannot be a ConnectWise delivery and is refused as such (no key is fetched for it).
+    let parsed: Value = match serde_json::from_slice(body) {
+        Ok(v) => v,
+        Err(e) => {
+            return CallbackOutcome::new(
+                400,
+                format!("malformed callback: the body is not JSON ({e})"),
+            );
+        }
+    };
     let Some(key_url) = parsed
-        .as_ref()
-        .and_then(|v| v.get("Metadata"))
+        .get("Metadata")
         .and_then(|m| m.get("key_url"))
         .and_then(Value::as_str)
     else {
@@ -353,10 +361,7 @@ pub async fn accept_callback(
     if let Err(reason) = verify(ctx, &integration, key_url, signature, body).await {
         return CallbackOutcome::new(401, reason);
     }
-    let Some(envelope) = parsed else {
-        return CallbackOutcome::new(400, "malformed callback");
-    };
-    accept_verified(ctx, &integration, &envelope).await
+    accept_verified(ctx, &integration, &parsed).await
 }
 
 /// Checks the signature with the (cached) key at `key_url`; a failure with a cached key

@@ -703,6 +703,7 @@ async fn add_note(ctx: &SyncContext, job: &Job) -> Result<Success, Failure> {
     let state = remember_write(ctx, &case, &link, Some(sent.id), None, None).await?;
     Ok(Success {
         effects: CaseChange {
+            note_delivered: Some((note.id.clone(), sent.id)),
             activity: vec![Activity::new(ACTOR, Direction::Outbound, "note_sent", msg)],
             ..Default::default()
         },

@@ -414,6 +414,15 @@ async fn dead_job_blocks_later_jobs_until_retried(env: &Env) -> R {
         .filter(|n| n.text.contains(&note_marker(&note.id)))
         .collect();
     assert_eq!(ours.len(), 1, "{notes:?}");
+    let local = env.store.notes(&case.id).await?;
+    assert_eq!(
+        local
+            .iter()
+            .find(|n| n.id == note.id)
+            .and_then(|n| n.cw_note_id),
+        Some(ours[0].id),
+        "the case's note records the ConnectWise note it became"
+    );
     assert!(
         ours[0].id > notes.iter().map(|n| n.id).min().unwrap(),
         "sent after the ticket's own notes"
@@ -1128,6 +1137,20 @@ async fn drill_300_escalations_with_faults_and_crashes(env: &Env) -> R {
                 "case {case_id}: note sent {copies} times\njobs: {why:#?}\nactivity: {log:#?}\nnotes: {notes:#?}"
             );
         }
+        // Also when the POST's outcome was unknown and the note was found by its marker.
+        let sent_as = notes
+            .iter()
+            .find(|n| n["text"].as_str().unwrap_or_default().contains(&marker))
+            .and_then(|n| n["id"].as_i64());
+        let local = env.store.notes(case_id).await?;
+        assert_eq!(
+            local
+                .iter()
+                .find(|n| &n.id == note_id)
+                .and_then(|n| n.cw_note_id),
+            sent_as,
+            "case {case_id}: the note records its ConnectWise id"
+        );
         adopted += env
             .activity(case_id)
             .await

@@ -21,7 +21,15 @@ pub fn routes() -> OpenApiRouter<Arc<AppState>> {
 
 /// A ConnectWise callback (signed); answered fast, processed in the background.
 #[utoipa::path(post, path = "/hooks/connectwise/{integration_id}", tag = "sync", params(("integration_id" = String, Path)),
-    responses((status = 200, description = "accepted"), (status = 202, description = "ignored"), (status = 401, description = "bad signature")))]
+    responses(
+        (status = 200, description = "accepted (or a repeated MessageId, already stored)"),
+        (status = 202, description = "ignored, with the reason: unlinked ticket, other record type, inactive support system"),
+        (status = 400, description = "malformed: not JSON, or a signed envelope without a usable MessageId, Type or ID"),
+        (status = 401, description = "missing or bad signature, or a key_url not on the support system's host"),
+        (status = 404, description = "unknown support system"),
+        (status = 413, description = "body too large"),
+        (status = 503, description = "storage unavailable; ConnectWise retries"),
+    ))]
 async fn connectwise_callback(
     State(state): State<Arc<AppState>>,
     Path(integration_id): Path<String>,
