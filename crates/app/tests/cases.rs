@@ -155,14 +155,54 @@ async fn the_cases_api_creates_changes_status_takes_notes_and_names_the_bad_fiel
         )
         .await;
     assert_eq!(r.ok()["status"], "in_progress");
+    // a closing note goes only with a close, within the note size limit
+    for (body, why) in [
+        (
+            json!({"status": "waiting_on_customer", "resolution": "Done."}),
+            "only with status closed",
+        ),
+        (
+            json!({"status": "closed", "resolution": "x".repeat(20_001)}),
+            "at most 20000 characters",
+        ),
+    ] {
+        let r = api.patch(&format!("/api/v1/cases/{id}"), &body).await;
+        assert!(r.body.to_string().contains(why), "{r:?}");
+        r.problem_naming(422, "resolution");
+    }
+    assert_eq!(api.case(&id).await["status"], "in_progress");
     let r = api
         .patch(
             &format!("/api/v1/cases/{id}"),
-            &json!({"status": "closed", "close_reason": "false_positive"}),
+            &json!({"status": "closed", "close_reason": "false_positive",
+                    "resolution": "Benign admin tool; allow-listed."}),
         )
         .await;
     assert_eq!(r.ok()["status"], "closed");
     assert_eq!(api.case(&id).await["status"], "closed");
+    let resp = api.get(&format!("/api/v1/cases/{id}/notes")).await;
+    let kept = resp.ok();
+    assert_eq!(
+        kept["items"].as_array().map(|ns| ns
+            .iter()
+            .filter(
+                |n| n["text"] == "Benign admin tool; allow-listed." && n["visibility"] == "shared"
+            )
+            .count()),
+        Some(1),
+        "the closing note is kept on the case: {kept}"
+    );
+    // closing again changes nothing; a closing note for a closed case is refused, not dropped
+    let r = api
+        .patch(&format!("/api/v1/cases/{id}"), &json!({"status": "closed"}))
+        .await;
+    assert_eq!(r.ok()["status"], "closed");
+    api.patch(
+        &format!("/api/v1/cases/{id}"),
+        &json!({"status": "closed", "resolution": "One more thing."}),
+    )
+    .await
+    .problem_naming(422, "resolution");
 
     // notes
     let notes_path = format!("/api/v1/cases/{id}/notes");
@@ -205,7 +245,11 @@ async fn the_cases_api_creates_changes_status_takes_notes_and_names_the_bad_fiel
     );
     let notes = api.get(&notes_path).await;
     let notes = notes.ok()["items"].as_array().unwrap().clone();
-    assert_eq!(notes.len(), 1, "only the valid note was stored: {notes:?}");
+    assert_eq!(
+        notes.len(),
+        2,
+        "only the closing note and the valid note were stored: {notes:?}"
+    );
 
     // the Activity Log: oldest first, each direction one of the three
     let activity = api.activity(&id).await;

@@ -7,6 +7,7 @@ mod common;
 use std::collections::HashSet;
 
 use common::{Api, Demo, TempDir, last_word, run_ok};
+use reqwest::Method;
 use serde_json::{Value, json};
 
 fn ids(items: &[Value]) -> Vec<String> {
@@ -96,10 +97,35 @@ fn assert_demo_json(d: &Demo) {
     }
 }
 
+/// One `casebridge_callbacks_total` counter of /metrics.
+async fn callbacks_counted(api: &Api, outcome: &str) -> u64 {
+    let m = api.get("/metrics").await;
+    assert_eq!(m.status, 200);
+    let text = m.body.as_str().expect("metrics are text").to_string();
+    let line = format!("casebridge_callbacks_total{{outcome=\"{outcome}\"}} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(line.as_str()))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no {line:?} in /metrics:\n{text}"))
+}
+
 async fn assert_health_and_openapi(d: &Demo) {
     let anon = d.api.without_token();
     assert_eq!(anon.get("/healthz").await.status, 200);
     assert_eq!(anon.get("/readyz").await.status, 200);
+    // callbacks are counted by outcome: a refused one shows at once
+    let refused = callbacks_counted(&anon, "refused").await;
+    let r = anon
+        .send(
+            Method::POST,
+            "/hooks/connectwise/int_unknown",
+            Some("application/json"),
+            Some(b"{}".to_vec()),
+        )
+        .await;
+    assert_eq!(r.status, 404, "{r:?}");
+    assert_eq!(callbacks_counted(&anon, "refused").await, refused + 1);
+    assert_eq!(callbacks_counted(&anon, "failed").await, 0);
     let spec = anon.get("/api/openapi.json").await;
     let paths = spec.ok()["paths"].as_object().expect("OpenAPI paths");
     for p in [

@@ -74,7 +74,10 @@ pub async fn add_note(
     Ok((case, note))
 }
 
-/// Changes a case's status from the portal; a close may carry a resolution text.
+/// Changes a case's status from the portal; a close may carry a resolution text, kept as a
+/// shared note of the case and sent to the ticket as its resolution. Setting the status the case
+/// already has changes nothing; a resolution for a case that is already closed is refused (it
+/// would otherwise be dropped unseen).
 pub async fn change_status(
     ctx: &SyncContext,
     case_id: &str,
@@ -88,7 +91,18 @@ pub async fn change_status(
         .case(case_id)
         .await?
         .ok_or_else(|| SyncError::NotFound(format!("case {case_id}")))?;
+    let resolution = resolution.filter(|t| !t.trim().is_empty());
+    if resolution.is_some() && status != CaseStatus::Closed {
+        return Err(SyncError::Invalid(
+            "resolution: a resolution goes only with status closed".into(),
+        ));
+    }
     if case.status == status {
+        if resolution.is_some() {
+            return Err(SyncError::Invalid(
+                "resolution: the case is already closed; add the text as a note instead".into(),
+            ));
+        }
         return Ok(case);
     }
     let reopen = case.status == CaseStatus::Closed;
@@ -106,13 +120,32 @@ pub async fn change_status(
         }),
         ..Default::default()
     };
+    let note = resolution.map(|text| Note {
+        id: new_id("note"),
+        case_id: case_id.to_string(),
+        text,
+        visibility: Visibility::Shared,
+        origin: NoteOrigin::Portal,
+        author: actor.to_string(),
+        cw_note_id: None,
+        created_at: now_millis(),
+    });
+    if note.is_some() {
+        msg.push_str(" with a closing note");
+    }
     if reaches_connectwise(ctx, &case).await? {
         msg.push_str("; queued for the ticket");
         change.jobs.push(NewJob {
             kind: UPDATE_STATUS.into(),
-            payload: json!({ "status": status.as_str(), "reopen": reopen, "resolution": resolution }),
+            payload: json!({
+                "status": status.as_str(),
+                "reopen": reopen,
+                "resolution": note.as_ref().map(|n| n.text.clone()),
+                "resolution_note_id": note.as_ref().map(|n| n.id.clone()),
+            }),
         });
     }
+    change.note = note;
     change.activity.push(Activity::new(
         actor,
         Direction::Local,

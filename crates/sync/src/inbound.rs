@@ -88,6 +88,35 @@ pub struct InboundShared {
     /// Key URLs found allowed, per integration (the verdict depends only on the URL and the
     /// integration's site and host rule, which the key includes).
     allowed_key_urls: Mutex<HashSet<(String, String, bool)>>,
+    /// Callbacks answered since start, by outcome (see [`InboundShared::callback_counts`]).
+    answered: [std::sync::atomic::AtomicU64; 4],
+}
+
+/// The outcomes callbacks are counted by: 200, 202, 4xx, 5xx.
+pub const CALLBACK_OUTCOMES: [&str; 4] = ["accepted", "ignored", "refused", "failed"];
+
+impl InboundShared {
+    /// How many callbacks were answered since start, per [`CALLBACK_OUTCOMES`] entry: accepted
+    /// (200, repeats included), ignored (202), refused (4xx: signature, malformed, unknown,
+    /// too large), failed (5xx: storage unavailable).
+    pub fn callback_counts(&self) -> [(&'static str, u64); 4] {
+        std::array::from_fn(|i| {
+            (
+                CALLBACK_OUTCOMES[i],
+                self.answered[i].load(std::sync::atomic::Ordering::Relaxed),
+            )
+        })
+    }
+
+    fn count(&self, status: u16) {
+        let i = match status {
+            200 => 0,
+            202 => 1,
+            400..=499 => 2,
+            _ => 3,
+        };
+        self.answered[i].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 /// How long a cached integration or linked-ticket lookup is trusted on the callback path.
@@ -315,6 +344,17 @@ impl InboundShared {
 /// drops callbacks for tickets nobody links, stores the event (de-duplicated by `MessageId`) and
 /// wakes the processor. Never panics, whatever the body.
 pub async fn accept_callback(
+    ctx: &SyncContext,
+    integration_id: &str,
+    signature: Option<&str>,
+    body: &[u8],
+) -> CallbackOutcome {
+    let outcome = answer_callback(ctx, integration_id, signature, body).await;
+    ctx.inbound.count(outcome.status);
+    outcome
+}
+
+async fn answer_callback(
     ctx: &SyncContext,
     integration_id: &str,
     signature: Option<&str>,

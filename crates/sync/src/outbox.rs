@@ -735,29 +735,54 @@ async fn update_status(ctx: &SyncContext, job: &Job) -> Result<Success, Failure>
     });
     let mut activity = Vec::new();
     let mut note_id = None;
+    let mut delivered = None;
     if let Some(text) = job.payload["resolution"]
         .as_str()
         .filter(|t| !t.trim().is_empty() && status == CaseStatus::Closed)
     {
-        let marker_owner = format!("{}r", job.id);
-        let n = psa
-            .add_note(
-                link.id,
-                &NewNote {
-                    text: outbound_note_text(text, &marker_owner),
-                    discussion: false,
-                    internal: false,
-                    resolution: true,
-                    process_notifications: integration.process_notifications,
-                },
-            )
-            .await?;
+        // The closing note is the case's note (jobs queued before it was kept as one carry
+        // only the text, marked by the job id). Like any note it is sent exactly once: after an
+        // earlier attempt (whose POST may have landed before the status change failed) it is
+        // looked up on the ticket by its marker first.
+        let local_note = job.payload["resolution_note_id"].as_str();
+        let marker_owner = local_note.map_or_else(|| format!("{}r", job.id), str::to_string);
+        let marker = note_marker(&marker_owner);
+        let mut existing = None;
+        if job.attempts > 1 {
+            existing = psa
+                .notes(link.id)
+                .await?
+                .into_iter()
+                .find(|n| find_note_marker(&n.text) == Some(marker.as_str()));
+        }
+        let (n, verb) = match existing {
+            Some(n) => (n, "found on"),
+            None => {
+                let n = psa
+                    .add_note(
+                        link.id,
+                        &NewNote {
+                            text: outbound_note_text(text, &marker_owner),
+                            discussion: false,
+                            internal: false,
+                            resolution: true,
+                            process_notifications: integration.process_notifications,
+                        },
+                    )
+                    .await?;
+                (n, "sent to")
+            }
+        };
         note_id = Some(n.id);
+        delivered = local_note.map(|id| (id.to_string(), n.id));
         activity.push(Activity::new(
             ACTOR,
             Direction::Outbound,
             "note_sent",
-            format!("closing note sent to ticket #{} as its resolution", link.id),
+            format!(
+                "closing note {verb} ticket #{} as its resolution (ConnectWise note {})",
+                link.id, n.id
+            ),
         ));
     }
     let Some(target) = target else {
@@ -773,6 +798,7 @@ async fn update_status(ctx: &SyncContext, job: &Job) -> Result<Success, Failure>
         let state = remember_write(ctx, &case, &link, note_id, None, None).await?;
         return Ok(Success {
             effects: CaseChange {
+                note_delivered: delivered,
                 activity,
                 ..Default::default()
             },
@@ -801,6 +827,7 @@ async fn update_status(ctx: &SyncContext, job: &Job) -> Result<Success, Failure>
     Ok(Success {
         effects: CaseChange {
             ticket: Some(TicketLinkChange::UpdateStatus(target)),
+            note_delivered: delivered,
             activity,
             ..Default::default()
         },

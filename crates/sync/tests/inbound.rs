@@ -680,7 +680,38 @@ async fn our_own_writes_are_not_applied_back(env: &Env) {
         env.cw_notes(&case.id).await.is_empty(),
         "none of our notes came back"
     );
-    assert_eq!(env.store.notes(&case.id).await.unwrap().len(), 1);
+    // the case holds the portal note and the closing note, each linked to the ticket note it became
+    let notes = env.store.notes(&case.id).await.unwrap();
+    let texts: Vec<&str> = notes.iter().map(|n| n.text.as_str()).collect();
+    assert_eq!(texts, ["Customer informed by phone.", "Re-imaged."]);
+    let (_, on_ticket) = env
+        .cw(
+            &env.tech,
+            reqwest::Method::GET,
+            &format!("service/tickets/{ticket}/notes"),
+            None,
+        )
+        .await;
+    let on_ticket = on_ticket.as_array().cloned().unwrap_or_default();
+    for n in &notes {
+        let sent = on_ticket
+            .iter()
+            .find(|t| t["id"].as_i64() == n.cw_note_id)
+            .unwrap_or_else(|| panic!("{n:?} not linked to a note of {on_ticket:?}"));
+        assert!(
+            sent["text"]
+                .as_str()
+                .unwrap_or_default()
+                .starts_with(&n.text),
+            "{sent:?}"
+        );
+    }
+    assert!(
+        on_ticket
+            .iter()
+            .any(|t| t["resolutionFlag"] == json!(true) && t["id"].as_i64() == notes[1].cw_note_id),
+        "the closing note went out as the resolution: {on_ticket:?}"
+    );
     let log = env.store.activity(&case.id).await.unwrap();
     assert!(
         !log.iter().any(|a| a.direction == Direction::Inbound),

@@ -72,6 +72,7 @@ both_backends!(
     escalating_twice_queues_one_create,
     unticketable_case_is_ticketed_once_mapping_is_fixed,
     closed_and_reopened_case_keeps_its_ticket,
+    a_closing_note_is_kept_and_sent_once_when_the_status_write_fails,
     ticket_gone_in_connectwise_allows_a_new_one,
     ticket_content_and_flags,
     graceful_shutdown_releases_nothing_running,
@@ -673,6 +674,106 @@ async fn unticketable_case_is_ticketed_once_mapping_is_fixed(env: &Env) -> R {
         json!(2),
         "rule type Cloud → board 2 (#{id})"
     );
+    Ok(())
+}
+
+/// The closing note lands, then the status write is applied but answered 500: the retry finds
+/// the note by its marker instead of posting it again. The note is also the case's own.
+async fn a_closing_note_is_kept_and_sent_once_when_the_status_write_fails(env: &Env) -> R {
+    let case = env
+        .new_case(
+            &env.acme,
+            RULE_ENDPOINT,
+            "Closed with a failing status write",
+        )
+        .await;
+    escalate(&env.ctx, &case.id, "analyst").await?;
+    drain(env).await;
+    let ticket = one_ticket(env, &case.id).await?;
+    env.faults(json!({"apply_then_fail": {"mode": "500", "count": 1, "method": "PATCH", "path_prefix": "/service/tickets"}})).await;
+    let closed = changes::change_status(
+        &env.ctx,
+        &case.id,
+        CaseStatus::Closed,
+        Some("resolved".into()),
+        Some("Host reimaged; credentials rotated.".into()),
+        "analyst",
+    )
+    .await?;
+    assert_eq!(closed.status, CaseStatus::Closed);
+    drain(env).await;
+    let notes = env.store.notes(&case.id).await?;
+    let closing: Vec<_> = notes
+        .iter()
+        .filter(|n| n.text == "Host reimaged; credentials rotated.")
+        .collect();
+    assert_eq!(closing.len(), 1, "kept on the case: {notes:?}");
+    assert_eq!(closing[0].visibility, Visibility::Shared);
+    let state = env.sim_state().await;
+    let sent: Vec<_> = state["notes"][ticket.to_string()]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|n| {
+            n["text"]
+                .as_str()
+                .unwrap_or_default()
+                .contains(&note_marker(&closing[0].id))
+        })
+        .collect();
+    assert_eq!(sent.len(), 1, "posted once: {sent:#?}");
+    assert_eq!(sent[0]["resolutionFlag"], json!(true), "{sent:?}");
+    assert_eq!(closing[0].cw_note_id, sent[0]["id"].as_i64());
+    let job = env
+        .jobs_of(&case.id)
+        .await
+        .into_iter()
+        .find(|j| j.kind == changes::UPDATE_STATUS)
+        .expect("the status job");
+    let outcomes: Vec<_> = env
+        .store
+        .job_attempts(&job.id)
+        .await?
+        .into_iter()
+        .map(|a| (a.outcome, a.status_code))
+        .collect();
+    assert_eq!(
+        outcomes,
+        [
+            ("retry".to_string(), Some(500)),
+            ("done".to_string(), Some(200))
+        ]
+    );
+    assert_eq!(
+        env.sim_tickets_for(&case.id).await[0]["closedFlag"],
+        json!(true)
+    );
+    assert!(logged(
+        &env.activity(&case.id).await,
+        "note_sent",
+        "closing note found on ticket"
+    ));
+
+    // A resolution for a case that is already closed is refused, not dropped unseen; a
+    // resolution with another status likewise.
+    for (status, why) in [
+        (CaseStatus::Closed, "already closed"),
+        (CaseStatus::InProgress, "only with status closed"),
+    ] {
+        let e = changes::change_status(
+            &env.ctx,
+            &case.id,
+            status,
+            None,
+            Some("More text.".into()),
+            "analyst",
+        )
+        .await
+        .expect_err("refused");
+        assert!(e.to_string().contains(why), "{e}");
+    }
+    assert_eq!(env.store.notes(&case.id).await?.len(), notes.len());
     Ok(())
 }
 

@@ -208,7 +208,8 @@ struct PatchCase {
     status: String,
     #[serde(default)]
     close_reason: Option<String>,
-    /// A closing note, sent to ConnectWise as the ticket's resolution.
+    /// A closing note (status closed only): kept as a shared note of the case and sent to
+    /// ConnectWise as the ticket's resolution.
     #[serde(default)]
     resolution: Option<String>,
 }
@@ -223,7 +224,7 @@ async fn patch_case(
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
     caller.require(Role::Analyst)?;
-    visible_case(&state, &caller, &id).await?;
+    let current = visible_case(&state, &caller, &id).await?;
     let p: PatchCase = parse_json(&body)?;
     let status = CaseStatus::parse(&p.status).ok_or_else(|| {
         ApiError::field(
@@ -233,6 +234,23 @@ async fn patch_case(
     })?;
     if p.close_reason.is_some() && status != CaseStatus::Closed {
         return Err(ApiError::field("close_reason", "only with status closed"));
+    }
+    if let Some(text) = p.resolution.as_deref().filter(|t| !t.trim().is_empty()) {
+        if text.chars().count() > MAX_NOTE_CHARS {
+            return Err(ApiError::field(
+                "resolution",
+                format!("at most {MAX_NOTE_CHARS} characters"),
+            ));
+        }
+        if status != CaseStatus::Closed {
+            return Err(ApiError::field("resolution", "only with status closed"));
+        }
+        if current.status == CaseStatus::Closed {
+            return Err(ApiError::field(
+                "resolution",
+                "the case is already closed; add the text as a note instead",
+            ));
+        }
     }
     let case = changes::change_status(
         &state.sync,

@@ -73,5 +73,13 @@ async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
             s.as_str()
         ));
     }
+    out.push_str(
+        "# HELP casebridge_callbacks_total ConnectWise callbacks answered since start, by outcome: accepted (200), ignored (202), refused (4xx), failed (5xx).\n# TYPE casebridge_callbacks_total counter\n",
+    );
+    for (outcome, n) in state.sync.inbound.callback_counts() {
+        out.push_str(&format!(
+            "casebridge_callbacks_total{{outcome=\"{outcome}\"}} {n}\n"
+        ));
+    }
     (StatusCode::OK, out)
 }
