@@ -128,6 +128,34 @@ async fn assert_health_and_openapi(d: &Demo) {
     assert_eq!(callbacks_counted(&anon, "failed").await, 0);
     let spec = anon.get("/api/openapi.json").await;
     let paths = spec.ok()["paths"].as_object().expect("OpenAPI paths");
+    // every write that takes a body documents it; the bodyless actions do not pretend to
+    let bodyless = [
+        "/api/v1/cases/{id}/escalate",
+        "/api/v1/accounts/{id}/support-system/test",
+        "/api/v1/accounts/{id}/support-system/activate",
+        "/api/v1/sync/jobs/{id}/retry",
+        "/hooks/connectwise/{integration_id}",
+    ];
+    for (path, ops) in paths {
+        for method in ["post", "put", "patch"] {
+            let Some(op) = ops.get(method) else { continue };
+            if bodyless.contains(&path.as_str()) {
+                continue;
+            }
+            assert!(
+                op["requestBody"]["content"]["application/json"]["schema"].is_object(),
+                "{method} {path} documents no JSON request body: {op}"
+            );
+        }
+    }
+    let schemas = &spec.ok()["components"]["schemas"];
+    let patch_case = &schemas["PatchCase"]["properties"];
+    for field in ["status", "close_reason", "resolution"] {
+        assert!(
+            patch_case[field].is_object(),
+            "PatchCase lacks {field}: {schemas}"
+        );
+    }
     for p in [
         "/api/v1/cases",
         "/api/v1/cases/{id}/escalate",

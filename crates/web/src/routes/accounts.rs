@@ -42,15 +42,16 @@ async fn list_accounts(
     Ok(Json(views::list(items, None)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct NewAccount {
     name: String,
+    /// `subtenant` (the only kind created through the API).
     kind: String,
 }
 
 /// A partner admin creates a sub-tenant: `{"name", "kind": "subtenant"}`.
-#[utoipa::path(post, path = "/api/v1/accounts", tag = "accounts", responses((status = 201, description = "the account")))]
+#[utoipa::path(post, path = "/api/v1/accounts", tag = "accounts", request_body = NewAccount, responses((status = 201, description = "the account")))]
 async fn create_account(
     State(state): State<Arc<AppState>>,
     caller: Caller,

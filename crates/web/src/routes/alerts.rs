@@ -30,6 +30,7 @@ pub fn routes() -> OpenApiRouter<Arc<AppState>> {
 #[utoipa::path(post, path = "/api/v1/alerts", tag = "alerts",
     params(("format" = Option<String>, Query, description = "ocsf | wazuh | sigma | json; detected when absent"),
            ("account_id" = Option<String>, Query, description = "account of alerts that name none")),
+    request_body(content = Object, description = "one alert object, a JSON array of alerts, or NDJSON (one alert per line; send it as application/x-ndjson)"),
     responses((status = 200, description = "per-line report"), (status = 413, description = "body too large"),
               (status = 415, description = "unknown format"), (status = 422, description = "no alert could be ingested")))]
 async fn post_alerts(

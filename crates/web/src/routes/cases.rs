@@ -130,19 +130,20 @@ async fn list_cases(
     )))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct NewCaseBody {
     account_id: String,
     rule_id: String,
     title: String,
+    /// `critical`, `high`, `medium`, `low` or `informational`.
     criticality: String,
     #[serde(default)]
     description: String,
 }
 
 /// Opens a case by hand.
-#[utoipa::path(post, path = "/api/v1/cases", tag = "cases", responses((status = 201, description = "the case")))]
+#[utoipa::path(post, path = "/api/v1/cases", tag = "cases", request_body = NewCaseBody, responses((status = 201, description = "the case")))]
 async fn create_case(
     State(state): State<Arc<AppState>>,
     caller: Caller,
@@ -202,10 +203,13 @@ async fn get_case(
     )))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct PatchCase {
+    /// `open`, `escalated`, `in_progress`, `waiting_on_customer` or `closed`; a non-closed
+    /// status on a closed case reopens it.
     status: String,
+    /// Status closed only; `resolved` when absent.
     #[serde(default)]
     close_reason: Option<String>,
     /// A closing note (status closed only): kept as a shared note of the case and sent to
@@ -216,7 +220,7 @@ struct PatchCase {
 
 /// Changes a case's status (close with `close_reason` and an optional `resolution` text; reopen
 /// by setting a non-closed status).
-#[utoipa::path(patch, path = "/api/v1/cases/{id}", tag = "cases", params(("id" = String, Path)), responses((status = 200, description = "the case")))]
+#[utoipa::path(patch, path = "/api/v1/cases/{id}", tag = "cases", params(("id" = String, Path)), request_body = PatchCase, responses((status = 200, description = "the case")))]
 async fn patch_case(
     State(state): State<Arc<AppState>>,
     caller: Caller,
@@ -292,10 +296,12 @@ async fn list_notes(
     )))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct NewNoteBody {
+    /// 1–20,000 characters.
     text: String,
+    /// `shared` (reaches the customer as a discussion note) or `internal` (the default).
     #[serde(default = "default_visibility")]
     visibility: String,
 }
@@ -309,7 +315,7 @@ const MAX_NOTE_CHARS: usize = 20_000;
 
 /// Adds a note; a ticketed case sends it to ConnectWise (shared → discussion, internal →
 /// internal analysis).
-#[utoipa::path(post, path = "/api/v1/cases/{id}/notes", tag = "cases", params(("id" = String, Path)), responses((status = 201, description = "the note")))]
+#[utoipa::path(post, path = "/api/v1/cases/{id}/notes", tag = "cases", params(("id" = String, Path)), request_body = NewNoteBody, responses((status = 201, description = "the note")))]
 async fn add_note(
     State(state): State<Arc<AppState>>,
     caller: Caller,

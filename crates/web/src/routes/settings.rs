@@ -146,7 +146,7 @@ async fn get_support_system(
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct SupportSystemBody {
     #[serde(rename = "type", default = "connectwise")]
@@ -154,6 +154,7 @@ struct SupportSystemBody {
     site_url: String,
     company_id: String,
     public_key: String,
+    /// Write-only: kept when omitted, never returned.
     #[serde(default)]
     private_key: Option<String>,
     client_id: String,
@@ -175,7 +176,7 @@ fn connectwise() -> String {
 
 /// Saves the integration. The private key is write-only (kept when omitted); changing how
 /// ConnectWise is reached deactivates it until the Test passes again.
-#[utoipa::path(put, path = "/api/v1/accounts/{id}/support-system", tag = "settings", params(("id" = String, Path)), responses((status = 200, description = "the support system")))]
+#[utoipa::path(put, path = "/api/v1/accounts/{id}/support-system", tag = "settings", params(("id" = String, Path)), request_body = SupportSystemBody, responses((status = 200, description = "the support system")))]
 async fn put_support_system(
     State(state): State<Arc<AppState>>,
     caller: Caller,
@@ -424,7 +425,7 @@ async fn activate_support_system(
     Ok(Json(support_system_json(&state, &i, "own").await?))
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct TestTicketBody {
     #[serde(default)]
@@ -432,7 +433,7 @@ struct TestTicketBody {
 }
 
 /// Sends a test ticket under the parent company and closes it again.
-#[utoipa::path(post, path = "/api/v1/accounts/{id}/support-system/test-ticket", tag = "settings", params(("id" = String, Path)), responses((status = 200, description = "the test ticket")))]
+#[utoipa::path(post, path = "/api/v1/accounts/{id}/support-system/test-ticket", tag = "settings", params(("id" = String, Path)), request_body(content = Option<TestTicketBody>, description = "optional; the board to file it on"), responses((status = 200, description = "the test ticket")))]
 async fn test_ticket(
     State(state): State<Arc<AppState>>,
     caller: Caller,
@@ -603,7 +604,7 @@ async fn get_board_mappings(
 }
 
 /// Saves the account's own board mappings, checked against ConnectWise's boards.
-#[utoipa::path(put, path = "/api/v1/accounts/{id}/board-mappings", tag = "settings", params(("id" = String, Path)), responses((status = 200, description = "board mappings")))]
+#[utoipa::path(put, path = "/api/v1/accounts/{id}/board-mappings", tag = "settings", params(("id" = String, Path)), request_body(content = Object, description = "`{\"rule_types\": [{\"rule_type\", \"board_id\", \"type_id\"?, \"subtype_id\"?, \"item_id\"?, \"status_id\"?}], \"assignments\": [{\"rule_id\", \"rule_type\"}]}`"), responses((status = 200, description = "board mappings")))]
 async fn put_board_mappings(
     State(state): State<Arc<AppState>>,
     caller: Caller,
@@ -725,7 +726,7 @@ async fn get_criticality_mappings(
 }
 
 /// Saves the account's own criticality mappings, checked against ConnectWise's priorities.
-#[utoipa::path(put, path = "/api/v1/accounts/{id}/criticality-mappings", tag = "settings", params(("id" = String, Path)), responses((status = 200, description = "criticality mappings")))]
+#[utoipa::path(put, path = "/api/v1/accounts/{id}/criticality-mappings", tag = "settings", params(("id" = String, Path)), request_body(content = Object, description = "criticality → ConnectWise priority id or null: `{\"critical\": 1, …, \"informational\": null}`"), responses((status = 200, description = "criticality mappings")))]
 async fn put_criticality_mappings(
     State(state): State<Arc<AppState>>,
     caller: Caller,
@@ -799,13 +800,13 @@ async fn get_company_mappings(
     Ok(Json(json!({ "items": items })))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct CompanyMappingsBody {
     items: Vec<CompanyMappingItem>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct CompanyMappingItem {
     account_id: String,
@@ -813,7 +814,7 @@ struct CompanyMappingItem {
 }
 
 /// Replaces the company mappings; each identifier must exist in ConnectWise and not be deleted.
-#[utoipa::path(put, path = "/api/v1/accounts/{id}/company-mappings", tag = "settings", params(("id" = String, Path)), responses((status = 200, description = "company mappings")))]
+#[utoipa::path(put, path = "/api/v1/accounts/{id}/company-mappings", tag = "settings", params(("id" = String, Path)), request_body = CompanyMappingsBody, responses((status = 200, description = "company mappings")))]
 async fn put_company_mappings(
     State(state): State<Arc<AppState>>,
     caller: Caller,
@@ -909,7 +910,7 @@ async fn get_status_mappings(
 }
 
 /// Saves (and so confirms) the status mappings; every status must belong to its board.
-#[utoipa::path(put, path = "/api/v1/accounts/{id}/status-mappings", tag = "settings", params(("id" = String, Path)), responses((status = 200, description = "status mappings")))]
+#[utoipa::path(put, path = "/api/v1/accounts/{id}/status-mappings", tag = "settings", params(("id" = String, Path)), request_body(content = Object, description = "`{\"boards\": [{\"board_id\", \"statuses\": {\"open\", \"escalated\", \"in_progress\", \"waiting_on_customer\", \"closed\": ConnectWise status id or null}}]}`"), responses((status = 200, description = "status mappings")))]
 async fn put_status_mappings(
     State(state): State<Arc<AppState>>,
     caller: Caller,
@@ -987,14 +988,15 @@ async fn get_escalation_policy(
     Ok(Json(json!({ "auto_escalate_at": at.map(|c| c.as_str()) })))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct PolicyBody {
+    /// A criticality (`critical` … `informational`) or null for never.
     auto_escalate_at: Option<String>,
 }
 
 /// Sets the criticality at and above which new cases escalate by themselves (null: never).
-#[utoipa::path(put, path = "/api/v1/accounts/{id}/escalation-policy", tag = "settings", params(("id" = String, Path)), responses((status = 200, description = "escalation policy")))]
+#[utoipa::path(put, path = "/api/v1/accounts/{id}/escalation-policy", tag = "settings", params(("id" = String, Path)), request_body = PolicyBody, responses((status = 200, description = "escalation policy")))]
 async fn put_escalation_policy(
     State(state): State<Arc<AppState>>,
     caller: Caller,
