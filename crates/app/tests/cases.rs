@@ -126,6 +126,37 @@ async fn the_cases_api_creates_changes_status_takes_notes_and_names_the_bad_fiel
     )
     .await
     .problem_naming(422, "title");
+    // oversize fields: named with their limit, nothing stored
+    let before = api.get("/api/v1/cases?limit=500").await.ok()["items"]
+        .as_array()
+        .map(Vec::len);
+    for (field, max) in [("title", 1_000), ("rule_id", 200), ("description", 20_000)] {
+        let mut body = json!({"account_id": globex, "rule_id": "r", "title": "t",
+                              "criticality": "low", "description": ""});
+        body[field] = json!("é".repeat(max + 1));
+        let r = api.post("/api/v1/cases", &body).await;
+        assert!(
+            r.body
+                .to_string()
+                .contains(&format!("at most {max} characters")),
+            "{field}: {r:?}"
+        );
+        r.problem_naming(422, field);
+        body[field] = json!("é".repeat(max));
+        assert_eq!(
+            api.post("/api/v1/cases", &body).await.status,
+            201,
+            "{field} at the limit"
+        );
+    }
+    let after = api.get("/api/v1/cases?limit=500").await.ok()["items"]
+        .as_array()
+        .map(Vec::len);
+    assert_eq!(
+        after,
+        before.map(|n| n + 3),
+        "only the three at the limit were stored"
+    );
 
     // status
     api.patch(&format!("/api/v1/cases/{id}"), &json!({"status": "solved"}))
@@ -143,6 +174,14 @@ async fn the_cases_api_creates_changes_status_takes_notes_and_names_the_bad_fiel
     )
     .await
     .problem_naming(422, "close_reason");
+    for reason in [" ".to_string(), "x".repeat(101)] {
+        api.patch(
+            &format!("/api/v1/cases/{id}"),
+            &json!({"status": "closed", "close_reason": reason}),
+        )
+        .await
+        .problem_naming(422, "close_reason");
+    }
     assert_eq!(
         api.case(&id).await["status"],
         "open",

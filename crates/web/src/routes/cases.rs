@@ -169,6 +169,9 @@ async fn create_case(
     if b.rule_id.trim().is_empty() {
         return Err(ApiError::field("rule_id", "must not be empty"));
     }
+    at_most("title", &b.title, MAX_TITLE_CHARS)?;
+    at_most("rule_id", &b.rule_id, MAX_RULE_ID_CHARS)?;
+    at_most("description", &b.description, MAX_NOTE_CHARS)?;
     let id = new_id("case");
     let new = NewCase {
         id: id.clone(),
@@ -236,16 +239,17 @@ async fn patch_case(
             "one of open, escalated, in_progress, waiting_on_customer, closed",
         )
     })?;
-    if p.close_reason.is_some() && status != CaseStatus::Closed {
-        return Err(ApiError::field("close_reason", "only with status closed"));
+    if let Some(reason) = &p.close_reason {
+        if status != CaseStatus::Closed {
+            return Err(ApiError::field("close_reason", "only with status closed"));
+        }
+        if reason.trim().is_empty() {
+            return Err(ApiError::field("close_reason", "must not be empty"));
+        }
+        at_most("close_reason", reason, MAX_CLOSE_REASON_CHARS)?;
     }
     if let Some(text) = p.resolution.as_deref().filter(|t| !t.trim().is_empty()) {
-        if text.chars().count() > MAX_NOTE_CHARS {
-            return Err(ApiError::field(
-                "resolution",
-                format!("at most {MAX_NOTE_CHARS} characters"),
-            ));
-        }
+        at_most("resolution", text, MAX_NOTE_CHARS)?;
         if status != CaseStatus::Closed {
             return Err(ApiError::field("resolution", "only with status closed"));
         }
@@ -310,8 +314,20 @@ fn default_visibility() -> String {
     "internal".into()
 }
 
-/// Longest note text accepted, in characters.
+/// Longest note text (and closing note, and hand-made case description) accepted, in characters.
 const MAX_NOTE_CHARS: usize = 20_000;
+/// Longest hand-made case title, rule id and close reason accepted, in characters.
+const MAX_TITLE_CHARS: usize = 1_000;
+const MAX_RULE_ID_CHARS: usize = 200;
+const MAX_CLOSE_REASON_CHARS: usize = 100;
+
+/// Refuses `value` when it is longer than `max` characters, naming `field`.
+fn at_most(field: &str, value: &str, max: usize) -> Result<(), ApiError> {
+    if value.chars().count() > max {
+        return Err(ApiError::field(field, format!("at most {max} characters")));
+    }
+    Ok(())
+}
 
 /// Adds a note; a ticketed case sends it to ConnectWise (shared → discussion, internal →
 /// internal analysis).
@@ -330,12 +346,7 @@ async fn add_note(
     if b.text.trim().is_empty() {
         return Err(ApiError::field("text", "must not be empty"));
     }
-    if b.text.chars().count() > MAX_NOTE_CHARS {
-        return Err(ApiError::field(
-            "text",
-            format!("at most {MAX_NOTE_CHARS} characters"),
-        ));
-    }
+    at_most("text", &b.text, MAX_NOTE_CHARS)?;
     let (_, note) =
         changes::add_note(&state.sync, &id, &b.text, visibility, &caller.actor()).await?;
     Ok((axum::http::StatusCode::CREATED, Json(views::note(&note))))
