@@ -661,15 +661,7 @@ async fn add_note(ctx: &SyncContext, job: &Job) -> Result<Success, Failure> {
         Ok(t) => t,
         Err(skip) => return Ok(skip),
     };
-    let marker = note_marker(&note.id);
-    let mut existing = None;
-    if job.attempts > 1 {
-        existing = psa
-            .notes(link.id)
-            .await?
-            .into_iter()
-            .find(|n| find_note_marker(&n.text) == Some(marker.as_str()));
-    }
+    let existing = already_sent(psa.as_ref(), job, link.id, &note.id).await?;
     let (sent, code, verb) = match existing {
         Some(n) => (n, 200, "found on"),
         None => {
@@ -712,6 +704,25 @@ async fn add_note(ctx: &SyncContext, job: &Job) -> Result<Success, Failure> {
     })
 }
 
+/// After an earlier attempt of `job` (whose POST may have landed without us seeing the answer),
+/// the ticket's note carrying `marker_owner`'s marker, if there is one; never on a first attempt.
+async fn already_sent(
+    psa: &dyn Psa,
+    job: &Job,
+    ticket_id: i64,
+    marker_owner: &str,
+) -> Result<Option<casebridge_connector::Note>, Failure> {
+    if job.attempts <= 1 {
+        return Ok(None);
+    }
+    let marker = note_marker(marker_owner);
+    Ok(psa
+        .notes(ticket_id)
+        .await?
+        .into_iter()
+        .find(|n| find_note_marker(&n.text) == Some(marker.as_str())))
+}
+
 async fn update_status(ctx: &SyncContext, job: &Job) -> Result<Success, Failure> {
     let case = load_case(ctx, job).await?;
     let status = job.payload["status"]
@@ -746,15 +757,7 @@ async fn update_status(ctx: &SyncContext, job: &Job) -> Result<Success, Failure>
         // looked up on the ticket by its marker first.
         let local_note = job.payload["resolution_note_id"].as_str();
         let marker_owner = local_note.map_or_else(|| format!("{}r", job.id), str::to_string);
-        let marker = note_marker(&marker_owner);
-        let mut existing = None;
-        if job.attempts > 1 {
-            existing = psa
-                .notes(link.id)
-                .await?
-                .into_iter()
-                .find(|n| find_note_marker(&n.text) == Some(marker.as_str()));
-        }
+        let existing = already_sent(psa.as_ref(), job, link.id, &marker_owner).await?;
         let (n, verb) = match existing {
             Some(n) => (n, "found on"),
             None => {
