@@ -93,14 +93,16 @@ pub async fn change_status(
         .ok_or_else(|| SyncError::NotFound(format!("case {case_id}")))?;
     let resolution = resolution.filter(|t| !t.trim().is_empty());
     if resolution.is_some() && status != CaseStatus::Closed {
-        return Err(SyncError::Invalid(
-            "resolution: a resolution goes only with status closed".into(),
+        return Err(SyncError::Field(
+            "resolution",
+            "only with status closed".into(),
         ));
     }
     if case.status == status {
         if resolution.is_some() {
-            return Err(SyncError::Invalid(
-                "resolution: the case is already closed; add the text as a note instead".into(),
+            return Err(SyncError::Field(
+                "resolution",
+                "the case is already closed; add the text as a note instead".into(),
             ));
         }
         return Ok(case);

@@ -134,6 +134,9 @@ pub enum SyncError {
     Psa(#[from] casebridge_connector::PsaError),
     #[error("{0}")]
     Invalid(String),
+    /// A request field breaks a rule of the change: (field, why).
+    #[error("{0}: {1}")]
+    Field(&'static str, String),
     #[error("not found: {0}")]
     NotFound(String),
 }

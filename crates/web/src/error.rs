@@ -125,6 +125,7 @@ impl From<casebridge_sync::SyncError> for ApiError {
             casebridge_sync::SyncError::Store(s) => s.into(),
             casebridge_sync::SyncError::Psa(p) => ApiError::upstream(&p),
             casebridge_sync::SyncError::Invalid(m) => ApiError::bad_request(m),
+            casebridge_sync::SyncError::Field(f, m) => ApiError::field(f, m),
             casebridge_sync::SyncError::NotFound(w) => ApiError::not_found(w),
         }
     }

@@ -231,7 +231,7 @@ async fn patch_case(
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
     caller.require(Role::Analyst)?;
-    let current = visible_case(&state, &caller, &id).await?;
+    visible_case(&state, &caller, &id).await?;
     let p: PatchCase = parse_json(&body)?;
     let status = CaseStatus::parse(&p.status).ok_or_else(|| {
         ApiError::field(
@@ -248,17 +248,9 @@ async fn patch_case(
         }
         at_most("close_reason", reason, MAX_CLOSE_REASON_CHARS)?;
     }
-    if let Some(text) = p.resolution.as_deref().filter(|t| !t.trim().is_empty()) {
+    // change_status names `resolution` when it goes with another status or a closed case
+    if let Some(text) = &p.resolution {
         at_most("resolution", text, MAX_NOTE_CHARS)?;
-        if status != CaseStatus::Closed {
-            return Err(ApiError::field("resolution", "only with status closed"));
-        }
-        if current.status == CaseStatus::Closed {
-            return Err(ApiError::field(
-                "resolution",
-                "the case is already closed; add the text as a note instead",
-            ));
-        }
     }
     let case = changes::change_status(
         &state.sync,
